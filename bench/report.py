@@ -1,0 +1,431 @@
+"""Turns bench/results/*.json into docs/performance.md: tables, query plans and the reasons for our choices.
+
+The prose is written from the numbers of the run (ratios, directions), so a new run on another machine
+regenerates a document that still says what that run measured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+
+VARIANT_TEXT = {
+    "core_read": "**our path**: `db.read()` + Core token select + `store.entitled_permission_set`",
+    "core_prebuilt_read": "same Core queries, statements built once (`bindparam`)",
+    "driver_sql_read": "`db.read()` + `exec_driver_sql` of hand-written SQL",
+    "dbapi_read": "raw driver, same two queries and transaction",
+    "core_read_audit": "**our path + audit record** in a `db.write()` (AuditWriter)",
+    "core_prebuilt_read_audit": "prebuilt read + prebuilt audit insert",
+    "dbapi_read_audit": "raw driver read + raw audit insert",
+}
+DB_TITLE = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
+
+
+def _us(ms: float) -> str:
+    return f"{ms * 1000:,.0f} µs"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b else "n/a"
+
+
+def _mean_ms(variant: dict[str, Any]) -> float:
+    """Mean latency from throughput (single thread: seconds per op)."""
+    return 1000.0 / float(variant["ops_per_s"])
+
+
+# ---- sections ----------------------------------------------------------------------------------------
+
+
+def _machine(
+    machine: dict[str, Any], hot: dict[str, dict[str, Any]], http: dict[str, Any] | None
+) -> list[str]:
+    rows = [
+        ("date (UTC)", machine["date"]),
+        ("nproc", str(machine["nproc"])),
+        ("CPU", str(machine["cpu"])),
+        ("memory", f"{machine['memory_gib']} GiB"),
+        ("Python", f"{machine['python']} ({machine['implementation']})"),
+        ("platform", machine["platform"]),
+    ]
+    if "sqlite" in hot:
+        db = hot["sqlite"]["database"]
+        rows.append(
+            ("SQLite", f"{db['sqlite']} (journal {db['journal_mode']}, synchronous {db['synchronous']})")
+        )
+        rows.append(("SQLAlchemy", db["sqlalchemy"]))
+    if "postgresql" in hot:
+        db = hot["postgresql"]["database"]
+        rows.append(
+            (
+                "PostgreSQL",
+                f"{db['server']} (fsync {db['fsync']}, synchronous_commit {db['synchronous_commit']})",
+            )
+        )
+        rows.append(("psycopg", db["psycopg"]))
+    if http:
+        rows.append(("servers", ", ".join(f"{k} {v}" for k, v in http["versions"].items())))
+        rows.append(("load generator", f"`{http['load_generator']}`"))
+    return ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+
+
+def _hot_table(result: dict[str, Any]) -> list[str]:
+    variants = result["variants"]
+    base = variants["core_read"]["ops_per_s"]
+    lines = [
+        "| variant | what it runs | n | ops/s | p50 ms | p99 ms | vs our path |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for name, v in variants.items():
+        lines.append(
+            f"| `{name}` | {VARIANT_TEXT.get(name, '')} | {_n(v['count'])} | {_n(v['ops_per_s'])} "
+            f"| {_ms(v['p50_ms'])} | {_ms(v['p99_ms'])} | {_ratio(v['ops_per_s'], base)} |"
+        )
+    wrong = sum(v["wrong_answers"] for v in variants.values())
+    lines.append("")
+    lines.append(
+        f"Every variant answered {result['iterations']:,} requests ({result['hit_ratio']:.0%} entitled), "
+        f"wrong answers against the in-memory model: {wrong}. Variants stop early at "
+        f"{result['max_seconds_per_variant']:g} s (`n` shows how many ran)."
+    )
+    return lines
+
+
+def _plans(result: dict[str, Any]) -> list[str]:
+    plan = result["query_plan"]
+    verdict = (
+        "every large table (tokens, assignments, memberships) is reached through an index"
+        if plan["uses_indexes"]
+        else "**full scans of large tables:** " + "; ".join(plan["full_scans_of_large_tables"])
+    )
+    lines = [f"Plan check: {verdict}.", "", "```"]
+    for label, statement in zip(
+        ("token lookup", "entitled_permission_set"), plan["statements"], strict=False
+    ):
+        lines.append(f"-- {label}")
+        lines.extend(statement["plan"])
+    lines.append("```")
+    return lines
+
+
+def _seeding(hot: dict[str, dict[str, Any]]) -> list[str]:
+    parts = []
+    for kind, result in hot.items():
+        s = result["seed_seconds"]
+        per = (
+            s["assignments"]
+            / (result["org"]["group_assignments"] + result["org"]["direct_assignments"])
+            * 1000
+        )
+        together = (
+            " (seeded concurrently with the other database)" if result.get("seeded_concurrently_with") else ""
+        )
+        parts.append(
+            f"{DB_TITLE[kind]} {s['total']:.0f} s, of which {s['assignments']:.0f} s for the assignments "
+            f"({per:.2f} ms each through `AccessService.create_assignment`){together}"
+        )
+    return ["Seeding through the services took " + "; ".join(parts) + "."]
+
+
+def _http_table(http: dict[str, Any]) -> list[str]:
+    lines = [
+        "| server | workers | loop | log level | endpoint | req/s | p50 ms | p99 ms | non-2xx | socket "
+        "errors |",
+        "|---|--:|---|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in http["rows"]:
+        lines.append(
+            f"| {r['kind']} | {r['workers']} | {r['loop']} | {r['log_level']} | `{r['endpoint']}` "
+            f"| {_n(r['req_per_s'])} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {r['non_2xx']} | "
+            f"{r['socket_errors']} |"
+        )
+    return lines
+
+
+def _row(http: dict[str, Any], server: str, endpoint: str) -> dict[str, Any] | None:
+    return next((r for r in http["rows"] if r["server"] == server and r["endpoint"] == endpoint), None)
+
+
+# ---- why we chose ------------------------------------------------------------------------------------
+
+
+def _why_sync(hot: dict[str, dict[str, Any]]) -> list[str]:
+    parts = []
+    for kind, result in hot.items():
+        v = result["variants"]["core_read"]
+        parts.append(
+            f"{DB_TITLE[kind]} {_n(v['ops_per_s'])} checks/s (p50 {_ms(v['p50_ms'])} ms, p99 "
+            f"{_ms(v['p99_ms'])} ms)"
+        )
+    return [
+        "**Synchronous database calls on the event loop, not SQLAlchemy's async engine.** The prototype in "
+        "the "
+        "issue served ~8,500 requests/s on one worker with synchronous sqlite3 and under 1,000 with the "
+        "async "
+        "engine over aiosqlite (every query hops to a thread and back). The hot check is a few short indexed "
+        "reads, so blocking the loop for it is cheaper than any hand-off. Our synchronous Core path, one "
+        "thread: "
+        + "; ".join(parts)
+        + ". That is the per-worker ceiling for GetRoleCredentials before HTTP, "
+        "JSON and signing are added: the hot path has to stay this lean.",
+    ]
+
+
+def _why_core(hot: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for kind, result in hot.items():
+        v = result["variants"]
+        core, pre = v["core_read"], v["core_prebuilt_read"]
+        drv, raw = v["driver_sql_read"], v["dbapi_read"]
+        build = _mean_ms(core) - _mean_ms(pre)
+        sa_exec = _mean_ms(pre) - _mean_ms(drv)
+        pool = _mean_ms(drv) - _mean_ms(raw)
+        lines.append(
+            f"- {DB_TITLE[kind]}: the raw driver did {_n(raw['ops_per_s'])}/s against our "
+            f"{_n(core['ops_per_s'])}/s, **{_ratio(raw['ops_per_s'], core['ops_per_s'])} faster**. Of the "
+            f"{_us(_mean_ms(core))} per check: building the two Core statements on every call costs "
+            f"~{_us(build)}, SQLAlchemy's execution and result layer on a prebuilt statement "
+            f"~{_us(sa_exec)}, the pooled `Connection` with its transaction events and result wrapper "
+            f"~{_us(pool)}, and the driver and database "
+            f"themselves {_us(_mean_ms(raw))}. Prebuilt statements alone give "
+            f"{_ratio(pre['ops_per_s'], core['ops_per_s'])}."
+        )
+    sqlite = hot.get("sqlite")
+    verdict = ""
+    if sqlite:
+        v = sqlite["variants"]
+        core, pre, raw = v["core_read"], v["core_prebuilt_read"], v["dbapi_read"]
+        gap = raw["ops_per_s"] / core["ops_per_s"]
+        if gap >= 3:
+            verdict = (
+                f"**Recommendation.** Core as the store uses it today costs {gap:.0f}x the raw driver on "
+                f"SQLite, and it caps one worker at ~{_n(core['ops_per_s'])} checks/s before any HTTP, JSON "
+                "or signing work, well under the ~8,500 requests/s the issue's raw-sqlite3 prototype served "
+                "over HTTP. Keep Core for the schema, migrations and every admin path, but (1) build the "
+                "hot statements (bearer lookup, `entitled_permission_set`, the GetRoleCredentials audit "
+                f"insert) once at import with `bindparam`: {_ratio(pre['ops_per_s'], core['ops_per_s'])}, "
+                "still portable, still Core; and (2) if GetRoleCredentials must approach the prototype's "
+                "rate, run just those statements on the DB-API connection under the same `db.read()` "
+                "(`conn.connection.driver_connection`), another "
+                f"{_ratio(raw['ops_per_s'], pre['ops_per_s'])} on top of prebuilt Core, tested on both "
+                "databases by the same store tests."
+            )
+        else:
+            verdict = (
+                f"The raw driver is only {gap:.1f}x faster than Core on SQLite: Core stays on the hot path, "
+                f"with statements built once."
+            )
+    return [
+        "**SQLAlchemy Core on the hot path, measured against the raw DB-API.** We use Core for one "
+        "description "
+        "of the schema on SQLite and PostgreSQL. What it costs per check:",
+        "",
+        *lines,
+        "",
+        verdict,
+    ]
+
+
+def _why_audit(hot: dict[str, dict[str, Any]]) -> list[str]:
+    parts = []
+    for kind, result in hot.items():
+        v = result["variants"]
+        extra = _mean_ms(v["core_read_audit"]) - _mean_ms(v["core_read"])
+        parts.append(
+            f"on {DB_TITLE[kind]} {_n(v['core_read_audit']['ops_per_s'])}/s (p99 "
+            f"{_ms(v['core_read_audit']['p99_ms'])} ms), the write adding ~{_us(extra)} per request "
+            f"(raw driver: {_n(v['dbapi_read_audit']['ops_per_s'])}/s)"
+        )
+    return [
+        "**One audit record per credential, committed before the answer.** Audit writes fail closed, so "
+        "GetRoleCredentials pays for a write transaction: " + "; ".join(parts) + ". On SQLite every writer "
+        "transaction serialises on one lock, so more workers add read capacity but not write capacity; on "
+        "PostgreSQL (fsync on) each commit waits for its WAL flush, which concurrent requests can share.",
+    ]
+
+
+def _why_server(http: dict[str, Any]) -> list[str]:
+    g1, u1 = _row(http, "granian w1", "/healthz"), _row(http, "uvicorn w1", "/healthz")
+    g2, u2 = _row(http, "granian w2", "/healthz"), _row(http, "uvicorn w2", "/healthz")
+    gu = _row(http, "granian w1 +uvloop", "/healthz")
+    gr, ur = _row(http, "granian w1", "/readyz"), _row(http, "uvicorn w1", "/readyz")
+    info = _row(http, "granian w1 log=info", "/healthz")
+    lines = []
+    if g1 and u1:
+        faster = g1["req_per_s"] >= u1["req_per_s"]
+        lines.append(
+            f"**granian as the server.** One worker on `/healthz`: granian {_n(g1['req_per_s'])} req/s "
+            f"(p99 {_ms(g1['p99_ms'])} ms) against uvicorn with uvloop and httptools {_n(u1['req_per_s'])} "
+            f"(p99 {_ms(u1['p99_ms'])} ms), "
+            + (
+                f"granian {_ratio(g1['req_per_s'], u1['req_per_s'])} as fast"
+                if faster
+                else f"uvicorn {_ratio(u1['req_per_s'], g1['req_per_s'])} as fast"
+            )
+            + (f"; on `/readyz` {_n(gr['req_per_s'])} against {_n(ur['req_per_s'])}" if gr and ur else "")
+            + ". granian needs no extra packages (uvicorn wants uvloop and httptools to be competitive), "
+            "runs its workers itself, and its HTTP parsing is in Rust off the Python thread"
+            + (
+                ", so it is our server."
+                if faster
+                else "; it stays our server, but this run does not show it ahead, so the choice rests on "
+                "packaging, not speed."
+            )
+        )
+    else:
+        lines.append(
+            "**granian as the server.** uvicorn was not available in this run, so only granian was measured."
+        )
+    if gu and g1:
+        lines.append("")
+        lines.append(
+            "granian's `auto` loop is asyncio in a production install (uvloop is not a dependency). With "
+            "uvloop "
+            f"importable it served {_n(gu['req_per_s'])} req/s on `/healthz` against {_n(g1['req_per_s'])} "
+            f"({_ratio(gu['req_per_s'], g1['req_per_s'])}): "
+            + (
+                "worth adding uvloop as a dependency."
+                if gu["req_per_s"] > g1["req_per_s"] * 1.1
+                else "not enough to add a dependency for."
+            )
+        )
+    if g1 and g2:
+        lines.append("")
+        lines.append(
+            f"**Workers.** Two granian workers served {_n(g2['req_per_s'])} req/s on `/healthz` against "
+            f"{_n(g1['req_per_s'])} for one"
+            + (f" (uvicorn: {_n(u2['req_per_s'])} against {_n(u1['req_per_s'])})" if u1 and u2 else "")
+            + f". This machine has {http['machine']['nproc']} cores shared with the load generator, so a "
+            "second worker mostly competes with wrk here; on a bigger host, one worker per core is the rule "
+            "(`keyhall serve --workers`)."
+        )
+    if gr and g1:
+        parts = http.get("readyz_parts_ms", {})
+        lines.append("")
+        lines.append(
+            f"**`/readyz` needs a cache.** It served {_n(gr['req_per_s'])} req/s against "
+            f"{_n(g1['req_per_s'])} for `/healthz` (granian w1, p50 {_ms(gr['p50_ms'])} ms under 64 "
+            f"connections). Measured in-process, one call spends {parts.get('db_ping', 0):.2f} ms on the "
+            f"database ping, {parts.get('current_revision', 0):.2f} ms reading the schema revision and "
+            f"{parts.get('head_revision', 0):.2f} ms in `migrate.head_revision()`, which re-reads the "
+            f"migration scripts every time, all of it blocking the event loop. A probe every few seconds "
+            f"is harmless, but a busy load balancer probing often stalls real requests: compute the head "
+            f"revision once at start (it cannot change while the process runs)."
+        )
+    if info and g1:
+        lines.append("")
+        lines.append(
+            f"**Access log.** At the default log level `info` every request writes one JSON line: granian w1 "
+            f"served {_n(info['req_per_s'])} req/s on `/healthz` against {_n(g1['req_per_s'])} at `warning` "
+            f"({_ratio(info['req_per_s'], g1['req_per_s'])})."
+        )
+    return lines
+
+
+# ---- the document ------------------------------------------------------------------------------------
+
+
+def render(hot: dict[str, dict[str, Any]], http: dict[str, Any] | None) -> str:
+    some = next(iter(hot.values()), None) or http
+    if some is None:
+        return "# Performance\n\nNo results yet: run `make bench`.\n"
+    machine = some["machine"]
+    out = [
+        "# Performance",
+        "",
+        "<!-- Generated by `make bench` (bench/run.py) from bench/results/*.json. "
+        "Edit bench/report.py, not this file. -->",
+        "",
+        f"What Keyhall's hot paths cost, measured by `make bench` on {machine['date'][:10]} "
+        f"({machine['nproc']} cores, Python {machine['python']}). Raw results: `bench/results/*.json`. "
+        "Numbers from one run on a shared machine: read ratios, not the last digit.",
+        "",
+        "## Machine",
+        "",
+        *_machine(machine, hot, http),
+        "",
+    ]
+    if hot:
+        org = next(iter(hot.values()))["org"]
+        out += [
+            "## Hot read: bearer token + assignment check (the core of GetRoleCredentials)",
+            "",
+            f"Seeded through Keyhall's own services: {org['users']:,} users, {org['groups']} groups "
+            f"(each user in 3: {org['memberships']:,} memberships), {org['accounts']} accounts, "
+            f"{org['permission_sets']} permission sets, {org['group_assignments']:,} group and "
+            f"{org['direct_assignments']:,} direct assignments; a user reaches "
+            f"{org['mean_entitlements_per_user']} "
+            f"(account, permission set) pairs on average. The token tables were not in the schema when the "
+            f"bench was written, so a prototype `bench_tokens` table (sha256 of the token → user id, expiry) "
+            f"holds {org['tokens']:,} tokens. One request = sha256 of the bearer token, the token row, then "
+            "`entitled_permission_set(conn, user_id, account_id, name_key)`; single thread, after a "
+            "warm-up.",
+            "",
+        ]
+        for kind, result in hot.items():
+            out += [f"### {DB_TITLE[kind]}", "", *_hot_table(result), "", *_plans(result), ""]
+        out += [*_seeding(hot), ""]
+    if http:
+        out += [
+            "## HTTP server",
+            "",
+            "The real app (`keyhall.asgi:create_from_env`, an instance made by `keyhall init`, SQLite) "
+            "under "
+            f"each server; {http['connections']} keep-alive connections on 127.0.0.1 for "
+            f"{http['seconds']:g} s "
+            f"after {http['warmup_seconds']:g} s of warm-up, one run each. granian is started with "
+            f"`keyhall serve`, exactly as users run it; `/readyz` reads the database.",
+            "",
+            *_http_table(http),
+            "",
+        ]
+    out += ["## Why we chose", ""]
+    if hot:
+        out += [*_why_sync(hot), "", *_why_core(hot), "", *_why_audit(hot), ""]
+    if http:
+        out += [*_why_server(http), ""]
+    out += [
+        "## Method and caveats",
+        "",
+        "- `make bench` runs `python -m bench.run` (about 3-4 minutes on 2 cores); `--only hot-read|http` "
+        "reruns one stage and regenerates this page from the stored JSON of the others.",
+        "- PostgreSQL is a throwaway cluster on 127.0.0.1 started by `bench/pg.py` (a copy of `tests/pg.py`, "
+        "but with fsync on so commits are durable), analysed after seeding. SQLite is a file in a temporary "
+        "directory with the engine's own settings (WAL, synchronous=NORMAL), also analysed.",
+        "- The raw-driver variants use one long-lived connection and hand-written SQL mirroring what "
+        "SQLAlchemy compiles (same joins, `IN` subquery, `LIMIT 1`), and build the same `PermissionSet`.",
+        "- Bench-only installs: `wrk` from Debian (`apt-get install wrk`, when root and missing), and "
+        "uvicorn, "
+        "uvloop and httptools with `pip install --target bench/.deps`: only processes given "
+        "`PYTHONPATH=bench/.deps` see them, so the granian rows run exactly what a production install has. "
+        "Without wrk, `bench/loadgen.py` (asyncio, keep-alive) drives the load; it is slower than wrk.",
+        "- Load generator and servers share the same cores; every load loop is bounded in time and count "
+        "and only targets 127.0.0.1.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_report(results: Path, *, quick: bool = False) -> Path:
+    hot = {
+        kind: data for kind in ("sqlite", "postgresql") if (data := _load(results / f"hot_read_{kind}.json"))
+    }
+    http = _load(results / "http_servers.json")
+    target = results / "performance.md" if quick else DOCS
+    target.write_text(render(hot, http))
+    return target

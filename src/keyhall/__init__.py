@@ -1,0 +1,1 @@
+"""Keyhall: a self-hosted identity center for AWS accounts."""

@@ -1,0 +1,1 @@
+"""Accounts, permission sets, assignments and effective access."""

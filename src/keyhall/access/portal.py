@@ -1,0 +1,225 @@
+"""The access portal API (sso ListAccounts, ListAccountRoles, GetRoleCredentials, Logout).
+
+Access is evaluated on every call from current data: a disabled user, an ended session, a removed
+assignment or membership stops new credentials at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Connection, select
+
+from keyhall.access import store
+from keyhall.access.models import Account, PermissionSet
+from keyhall.audit.events import Actor, AuditEvent
+from keyhall.audit.writer import AuditWriter
+from keyhall.clock import Clock
+from keyhall.db.database import Database
+from keyhall.db.tables import account_assignments, accounts, permission_sets
+from keyhall.directory.models import name_key
+from keyhall.errors import AccessDeniedError, KeyhallError, UnauthorizedError, ValidationError
+from keyhall.ids import is_account_id
+from keyhall.instance import require_instance
+from keyhall.oauth.tokens import TokenContext, resolve_access_token
+from keyhall.pagination import Page, check_limit, decode_token, encode_token
+from keyhall.signin.sessions import SessionService
+
+SOURCE = "sso.amazonaws.com"
+
+
+class ForbiddenError(AccessDeniedError):
+    """What the AWS portal answers for a role the caller is not assigned ("No access")."""
+
+    aws_code = "ForbiddenException"
+
+
+class FederationNotConfigured(KeyhallError):
+    status = 400
+    aws_code = "InvalidRequestException"
+
+
+@dataclass(frozen=True)
+class IssuedRoleCredentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    instance_id: str
+    account: Account
+    permission_set: PermissionSet
+    user_id: str
+    user_name: str
+    session_id: str
+    duration_seconds: int
+
+
+class CredentialIssuer(Protocol):
+    """Mints credentials for one kind of account (local: Keyhall's STS; aws: federation)."""
+
+    def issue(self, request: IssueRequest, *, now: float) -> IssuedRoleCredentials: ...
+
+
+class PortalService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        audit: AuditWriter,
+        sessions: SessionService,
+        issuers: dict[str, CredentialIssuer],
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+        self._sessions = sessions
+        self._issuers = issuers
+        self._instance_id: str | None = None  # never changes: read once per process
+
+    def _instance(self, conn: Connection) -> str:
+        if self._instance_id is None:
+            self._instance_id = require_instance(conn).id
+        return self._instance_id
+
+    def authenticate(self, conn: Connection, access_token: str | None) -> TokenContext:
+        context = resolve_access_token(conn, self._clock, access_token or "")
+        if context is None:
+            raise UnauthorizedError("Session token not found or invalid")
+        return context
+
+    def list_accounts(
+        self, access_token: str | None, *, limit: int | None, next_token: str | None
+    ) -> Page[Account]:
+        size = check_limit(limit, maximum=100, default=20)
+        after = decode_token(next_token)
+        with self._db.read() as conn:
+            context = self.authenticate(conn, access_token)
+            query = (
+                select(accounts)
+                .where(
+                    accounts.c.status == "ACTIVE",
+                    accounts.c.id.in_(
+                        select(account_assignments.c.account_id).where(store.principal_match(context.user_id))
+                    ),
+                )
+                .order_by(accounts.c.id)
+                .limit(size + 1)
+            )
+            if after:
+                query = query.where(accounts.c.id > after)
+            items = [store.account_from_row(r) for r in conn.execute(query)]
+        more = len(items) > size
+        items = items[:size]
+        return Page(items, encode_token(items[-1].id) if more else None)
+
+    def list_account_roles(
+        self, access_token: str | None, account_id: str | None, *, limit: int | None, next_token: str | None
+    ) -> Page[str]:
+        if not account_id or not is_account_id(account_id):
+            raise ValidationError("account_id must be a 12-digit account id")
+        size = check_limit(limit, maximum=100, default=20)
+        after = decode_token(next_token)
+        with self._db.read() as conn:
+            context = self.authenticate(conn, access_token)
+            query = (
+                select(permission_sets.c.name, permission_sets.c.name_key)
+                .join(account_assignments, account_assignments.c.permission_set_id == permission_sets.c.id)
+                .join(accounts, accounts.c.id == account_assignments.c.account_id)
+                .where(
+                    account_assignments.c.account_id == account_id,
+                    accounts.c.status == "ACTIVE",
+                    store.principal_match(context.user_id),
+                )
+                .distinct()
+                .order_by(permission_sets.c.name_key)
+                .limit(size + 1)
+            )
+            if after:
+                query = query.where(permission_sets.c.name_key > after)
+            rows = list(conn.execute(query))
+        more = len(rows) > size
+        rows = rows[:size]
+        return Page([r.name for r in rows], encode_token(rows[-1].name_key) if more else None)
+
+    def get_role_credentials(
+        self, actor: Actor, access_token: str | None, account_id: str | None, role_name: str | None
+    ) -> IssuedRoleCredentials:
+        """The hot path: one write transaction holding the token check, the entitlement check, the
+        minting and the audit record, so no credential exists without its record."""
+        if not account_id or not is_account_id(account_id):
+            raise ValidationError("account_id must be a 12-digit account id")
+        if not role_name or len(role_name) > 32:
+            raise ValidationError("role_name must name a permission set")
+        with self._db.write() as conn:
+            context = self.authenticate(conn, access_token)
+            ps = store.entitled_permission_set(conn, context.user_id, account_id, name_key(role_name))
+            if ps is None:
+                raise ForbiddenError("No access")
+            account = store.get_account(conn, account_id)
+            assert account is not None  # the entitlement join found it
+            issuer = self._issuers.get(account.kind)
+            if issuer is None:
+                raise FederationNotConfigured(
+                    f"Account {account.id} is a real AWS account and federation is not configured"
+                    " on this instance"
+                )
+            now = self._clock.timestamp()
+            credentials = issuer.issue(
+                IssueRequest(
+                    self._instance(conn),
+                    account,
+                    ps,
+                    context.user_id,
+                    context.user_name,
+                    context.session_id,
+                    ps.session_seconds,
+                ),
+                now=now,
+            )
+            self._audit.record(
+                conn,
+                Actor(
+                    type="IdentityCenterUser",
+                    id=context.user_id,
+                    name=context.user_name,
+                    source_ip=actor.source_ip,
+                    user_agent=actor.user_agent,
+                    request_id=actor.request_id,
+                ),
+                AuditEvent(
+                    SOURCE,
+                    "GetRoleCredentials",
+                    resource_type="Account",
+                    resource_id=account.id,
+                    request_parameters={"accountId": account.id, "roleName": ps.name},
+                    response_elements={
+                        "accessKeyId": credentials.access_key_id,
+                        "expiration": credentials.expiration,
+                    },
+                    additional_data={"SessionId": context.session_id, "PermissionSetId": ps.id},
+                ),
+            )
+            return credentials
+
+    def logout(self, actor: Actor, access_token: str | None) -> None:
+        with self._db.write() as conn:
+            context = self.authenticate(conn, access_token)
+            user_actor = Actor(
+                type="IdentityCenterUser",
+                id=context.user_id,
+                name=context.user_name,
+                source_ip=actor.source_ip,
+                user_agent=actor.user_agent,
+                request_id=actor.request_id,
+            )
+            self._sessions.revoke(conn, user_actor, context.session_id, reason="Logout")
+            self._audit.record(
+                conn,
+                user_actor,
+                AuditEvent(SOURCE, "Logout", resource_type="Session", resource_id=context.session_id),
+            )

@@ -1,0 +1,1 @@
+"""The `keyhall` command: server, admin and (later) user commands, one module per command group."""

@@ -1,0 +1,73 @@
+"""Builds the long-lived objects of a Keyhall process once, from Settings, and hands them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keyhall.access.portal import CredentialIssuer, PortalService
+from keyhall.access.service import AccessService
+from keyhall.audit.writer import AuditWriter
+from keyhall.clock import Clock, SystemClock
+from keyhall.credentials.local import LocalCredentialIssuer
+from keyhall.credentials.portal_issuer import LocalPortalIssuer
+from keyhall.db.database import Database
+from keyhall.directory.service import DirectoryService
+from keyhall.oauth.service import OidcService
+from keyhall.settings import Settings
+from keyhall.signin.passwords import PasswordHasher
+from keyhall.signin.service import SignInService
+from keyhall.signin.sessions import SessionService
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    clock: Clock
+    audit: AuditWriter
+    directory: DirectoryService
+    access: AccessService
+    sessions: SessionService
+    oidc: OidcService
+    portal: PortalService
+    master_key: bytes | None
+    local_sts: LocalCredentialIssuer | None
+    signin: SignInService
+    hasher: PasswordHasher = field(default_factory=PasswordHasher)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        db: Database | None = None,
+        hasher: PasswordHasher | None = None,
+        master_key: bytes | None = None,
+    ) -> Container:
+        """Everything a process needs. Without a master key (admin commands that never mint anything) the
+        credential issuers are left out."""
+        clock = clock or SystemClock()
+        hasher = hasher or PasswordHasher()
+        db = db or Database(settings.effective_database_url)
+        audit = AuditWriter(clock)
+        sessions = SessionService(clock, audit)
+        issuers: dict[str, CredentialIssuer] = {}
+        local_sts = LocalCredentialIssuer(master_key) if master_key is not None else None
+        if local_sts is not None:
+            issuers["local"] = LocalPortalIssuer(local_sts)
+        return cls(
+            settings=settings,
+            db=db,
+            clock=clock,
+            audit=audit,
+            directory=DirectoryService(clock, audit),
+            access=AccessService(clock, audit),
+            sessions=sessions,
+            oidc=OidcService(db, clock, audit, sessions, device_interval=settings.device_poll_interval),
+            portal=PortalService(db, clock, audit, sessions, issuers),
+            master_key=master_key,
+            local_sts=local_sts,
+            signin=SignInService(clock, audit, hasher, sessions, master_key=master_key),
+            hasher=hasher,
+        )

@@ -1,0 +1,1 @@
+"""Storage: engine, tables and Alembic migrations, on SQLite (default) and PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Wire plumbing only: how each AWS protocol frames requests and errors."""

@@ -1,0 +1,1 @@
+"""Sign-in factors: password hashing and policy, and TOTP as a second factor."""
