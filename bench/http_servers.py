@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import importlib.metadata
+import math
 import os
 import re
 import secrets
@@ -156,12 +157,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return round(float(number) * _UNIT_MS[unit], 3)
+def _ms(value: str | None) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value or "")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2)], 3) if match else math.nan
 
 
 def parse_wrk(output: str) -> dict[str, Any]:
@@ -170,14 +171,14 @@ def parse_wrk(output: str) -> dict[str, Any]:
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    if not (requests and rate and percentiles):
+    if not (requests and rate):
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     return {
         "requests": int(requests.group(1)),
         "req_per_s": float(rate.group(1)),
-        "p50_ms": _ms(percentiles["50"]),
-        "p90_ms": _ms(percentiles["90"]),
-        "p99_ms": _ms(percentiles["99"]),
+        "p50_ms": _ms(percentiles.get("50")),
+        "p90_ms": _ms(percentiles.get("90")),
+        "p99_ms": _ms(percentiles.get("99")),
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
     }
@@ -188,9 +189,21 @@ def drive(wrk: str | None, port: int, path: str, *, seconds: float) -> dict[str,
     if wrk is None:
         return load(HOST, port, path, connections=CONNECTIONS, seconds=seconds)
     url = f"http://{HOST}:{port}{path}"
-    argv = [wrk, "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "5s", "--latency", url]
+    whole = max(1, round(seconds))  # wrk takes whole seconds
+    argv = [wrk, "-t2", f"-c{CONNECTIONS}", f"-d{whole}s", "--timeout", "5s", "--latency", url]
     done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 30)
     return parse_wrk(done.stdout)
+
+
+def _measure(
+    wrk: str | None, port: int, path: str, *, seconds: float, warmup_seconds: float
+) -> dict[str, Any]:
+    try:
+        drive(wrk, port, path, seconds=warmup_seconds)
+        return drive(wrk, port, path, seconds=seconds)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # one bad run must not lose the rest
+        print(f"    failed: {exc}", flush=True)
+        return {"error": str(exc)[-500:]}
 
 
 def _versions() -> dict[str, str]:
@@ -221,6 +234,29 @@ def readyz_parts(data_dir: Path, *, rounds: int = 200) -> dict[str, float]:
     return parts
 
 
+def _describe(config: ServerConfig) -> dict[str, Any]:
+    return {
+        "server": config.name,
+        "kind": config.server,
+        "workers": config.workers,
+        "loop": config.loop,
+        "log_level": config.log_level,
+    }
+
+
+def _measure_server(
+    config: ServerConfig, data_dir: Path, wrk: str | None, *, seconds: float, warmup_seconds: float
+) -> list[dict[str, Any]]:
+    rows = []
+    with running(config, data_dir) as port:
+        for path in config.endpoints:
+            status = _get(port, path)
+            print(f"  http / {config.name} / GET {path} ({status})", flush=True)
+            result = _measure(wrk, port, path, seconds=seconds, warmup_seconds=warmup_seconds)
+            rows.append({**_describe(config), "endpoint": path, "status": status, **result})
+    return rows
+
+
 def run_http(
     *, wrk: str | None, uvicorn: dict[str, str] | None, seconds: float, warmup_seconds: float
 ) -> dict[str, Any]:
@@ -230,24 +266,11 @@ def run_http(
         create_instance(data_dir)
         parts = readyz_parts(data_dir)
         for config in server_configs(uvicorn=uvicorn is not None):
-            with running(config, data_dir) as port:
-                for path in config.endpoints:
-                    status = _get(port, path)
-                    print(f"  http / {config.name} / GET {path} ({status})", flush=True)
-                    drive(wrk, port, path, seconds=warmup_seconds)
-                    result = drive(wrk, port, path, seconds=seconds)
-                    rows.append(
-                        {
-                            "server": config.name,
-                            "kind": config.server,
-                            "workers": config.workers,
-                            "loop": config.loop,
-                            "log_level": config.log_level,
-                            "endpoint": path,
-                            "status": status,
-                            **result,
-                        }
-                    )
+            try:
+                rows += _measure_server(config, data_dir, wrk, seconds=seconds, warmup_seconds=warmup_seconds)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                print(f"    {config.name} failed: {exc}", flush=True)
+                rows.append({**_describe(config), "endpoint": "-", "error": str(exc)[-500:]})
     return {
         "load_generator": (
             f"wrk -t2 -c{CONNECTIONS} -d{seconds:g}s --latency"

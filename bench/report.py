@@ -149,6 +149,12 @@ def _http_table(http: dict[str, Any]) -> list[str]:
         "|---|--:|---|---|---|--:|--:|--:|--:|--:|",
     ]
     for r in http["rows"]:
+        if "error" in r:
+            lines.append(
+                f"| {r['kind']} | {r['workers']} | {r['loop']} | {r['log_level']} | `{r['endpoint']}` "
+                f"| failed: {r['error'].splitlines()[-1] if r['error'] else '?'} | | | | |"
+            )
+            continue
         lines.append(
             f"| {r['kind']} | {r['workers']} | {r['loop']} | {r['log_level']} | `{r['endpoint']}` "
             f"| {_n(r['req_per_s'])} | {_ms(r['p50_ms'])} | {_ms(r['p99_ms'])} | {r['non_2xx']} | "
@@ -158,7 +164,8 @@ def _http_table(http: dict[str, Any]) -> list[str]:
 
 
 def _row(http: dict[str, Any], server: str, endpoint: str) -> dict[str, Any] | None:
-    return next((r for r in http["rows"] if r["server"] == server and r["endpoint"] == endpoint), None)
+    rows = (r for r in http["rows"] if "error" not in r)
+    return next((r for r in rows if r["server"] == server and r["endpoint"] == endpoint), None)
 
 
 # ---- why we chose ------------------------------------------------------------------------------------

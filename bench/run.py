@@ -106,7 +106,7 @@ def main() -> None:
         "--max-variant-seconds", type=float, default=6.0, help="time cap per hot-read variant"
     )
     parser.add_argument("--http-seconds", type=float, default=None, help="measured seconds per HTTP run (5)")
-    parser.add_argument("--warmup-seconds", type=float, default=1.0, help="unmeasured load before each run")
+    parser.add_argument("--warmup-seconds", type=float, default=1.0, help="unmeasured load first (whole s)")
     parser.add_argument("--skip-postgres", action="store_true", help="hot read on SQLite only")
     parser.add_argument("--no-install", action="store_true", help="never install wrk or uvicorn")
     args = parser.parse_args()
@@ -119,6 +119,7 @@ def main() -> None:
     machine = machine_facts()
     if "hot-read" in stages:
         hot_read_stage(args, machine)
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
     if "http" in stages:
         http_stage(args, machine)
     report = write_report(args.results, quick=args.quick)

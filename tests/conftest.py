@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from dbs import DATABASES, TEMPLATE_DB, drop_postgres, fresh_postgres
 from keyhall.audit.events import Actor
 from keyhall.clock import FrozenClock
 from keyhall.container import Container
@@ -28,11 +28,6 @@ from keyhall.db.engine import build_engine, normalise_url
 from keyhall.settings import Settings
 from keyhall.signin.passwords import PasswordHasher
 from pg import throwaway_cluster
-
-DATABASES = [
-    d.strip() for d in os.environ.get("KEYHALL_TEST_DATABASES", "sqlite,postgresql").split(",") if d.strip()
-]
-TEMPLATE_DB = "keyhall_template"
 
 
 @pytest.fixture(scope="session")
@@ -71,22 +66,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _fresh_postgres(server_url: str) -> tuple[str, str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"))
-    admin.dispose()
-    return name, make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_postgres(server_url: str, name: str) -> None:
-    admin = create_engine(normalise_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
-
-
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database of each kind."""
@@ -96,11 +75,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{path}"
         return
     server_url = request.getfixturevalue("postgres_template")
-    name, url = _fresh_postgres(server_url)
+    name, url = fresh_postgres(server_url)
     try:
         yield url
     finally:
-        _drop_postgres(server_url, name)
+        drop_postgres(server_url, name)
 
 
 @pytest.fixture

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from dbs import DATABASES, drop_postgres, fresh_postgres
 from e2e.harness import KEYHALL, RunningServer, clean_env, free_port, run_keyhall, wait_ready
 
 
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
-    """`keyhall init --demo` then `keyhall serve` on a free port, on each database."""
-    data_dir = tmp_path / "keyhall-data"
+def _serve(root: Path, database_url: str) -> Iterator[RunningServer]:
+    data_dir = root / "keyhall-data"
     init = run_keyhall(data_dir, database_url, "init", "--demo")
     port = free_port()
-    log = (tmp_path / "serve.log").open("wb")
+    log = (root / "serve.log").open("wb")
     process = subprocess.Popen(
         [KEYHALL, "--data-dir", str(data_dir), "--database-url", database_url, "serve", "--port", str(port)],
         stdout=log,
@@ -36,3 +35,27 @@ def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
+    """`keyhall init --demo` then `keyhall serve` on a free port, on each database."""
+    yield from _serve(tmp_path, database_url)
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One server per test module and database, for the slower real-client tests."""
+    root = tmp_path_factory.mktemp("shared-server")
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{root}/keyhall.db"
+        yield from _serve(root, database_url)
+        return
+    server_url = request.getfixturevalue("postgres_template")
+    name, database_url = fresh_postgres(server_url)
+    try:
+        yield from _serve(root, database_url)
+    finally:
+        drop_postgres(server_url, name)

@@ -981,3 +981,49 @@ def test_cli_reports_missing_settings(served: tuple[str, FakeKeyhall]) -> None:
     assert "no Keyhall URL" in result.output
     result = CliRunner().invoke(app, ["env", "nope", "--shell", "tcsh"])
     assert result.exit_code == 2
+
+
+def test_boto3_uses_the_token_and_config_keyhall_wrote(
+    served: tuple[str, FakeKeyhall], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interop: boto3's own SSO providers read Keyhall's token cache and config, refresh the token through
+    Keyhall's endpoint, and Keyhall then reads the token boto3 rewrote (with the rotated refresh token)."""
+    import boto3
+    import botocore.credentials
+    import botocore.tokens
+
+    url, fake = served
+    # botocore fixes ~/.aws/sso/cache when it is first imported, maybe before HOME was changed for this test.
+    sso_cache = str(tmp_path / ".aws" / "sso" / "cache")
+    monkeypatch.setattr(botocore.credentials.SSOProvider, "_SSO_TOKEN_CACHE_DIR", sso_cache)
+    monkeypatch.setattr(botocore.tokens.SSOTokenProvider, "_SSO_TOKEN_CACHE_DIR", sso_cache)
+    app = typer.Typer()
+    register(app)
+    monkeypatch.setattr("webbrowser.open", Browser(fake))
+    assert CliRunner().invoke(app, ["login", "--url", url]).exit_code == 0
+    assert CliRunner().invoke(app, ["configure"]).exit_code == 0
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / ".aws" / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / ".aws" / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    credentials = boto3.Session(profile_name="sandbox.Developer").get_credentials()
+    assert credentials is not None
+    assert credentials.get_frozen_credentials().access_key.startswith("ASIA")
+    assert fake.paths_called().count("/federation/credentials") == 1
+
+    cache = TokenCache(tmp_path / ".aws" / "sso" / "cache")
+    before = cache.load_token("keyhall")
+    assert before is not None
+    cache.store_token(
+        "keyhall", SSOToken(**{**before.__dict__, "expires_at": datetime.now(UTC) + timedelta(minutes=5)})
+    )
+    again = boto3.Session(profile_name="sandbox.Developer").get_credentials()
+    assert again is not None
+    again.get_frozen_credentials()
+    after = cache.load_token("keyhall")
+    assert after is not None
+    assert after.access_token != before.access_token, "boto3 refreshed through Keyhall's sso-oidc endpoint"
+    assert after.refresh_token != before.refresh_token
+    assert after.refresh_token in fake.refresh_tokens, (
+        "and stored the rotated refresh token where Keyhall reads it"
+    )

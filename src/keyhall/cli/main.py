@@ -54,9 +54,11 @@ def _register() -> None:
         admin_users,
         apply_cmd,
         server,
+        user_commands,
     )
 
     server.register(app)
+    user_commands.register(app)
     apply_cmd.register(app)
     app.add_typer(admin_users.app, name="users", help="Users of the built-in directory.")
     app.add_typer(admin_groups.app, name="groups", help="Groups and their members.")

@@ -314,7 +314,9 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 def _callback_problem(callback: AuthorizationCallback, expected_state: str) -> str | None:
     if callback.error:
         detail = f": {callback.error_description}" if callback.error_description else ""
-        return f"The sign-in was refused ({callback.error}{detail})."
+        # Whoever calls the listener chooses this text, and it reaches the terminal: printable only.
+        shown = "".join(c for c in f"{callback.error}{detail}" if c.isprintable())[:300]
+        return f"The sign-in was refused ({shown})."
     if callback.state is None or not hmac.compare_digest(callback.state.encode(), expected_state.encode()):
         return "The sign-in answer does not belong to this login (state mismatch)."
     if not callback.code:
