@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import random
 import re
 import sqlite3
@@ -508,6 +509,7 @@ def measure_database(
     container = Container.build(Settings(data_dir=target.data_dir, database_url=target.url))
     paths: dict[str, HotPath] = {}
     try:
+        load_before = os.getloadavg()
         rng = random.Random(seed)
         requests = make_requests(org, iterations, rng)
         warmup = make_requests(org, max(50, iterations // 10), rng)
@@ -538,6 +540,7 @@ def measure_database(
         "iterations": iterations,
         "max_seconds_per_variant": max_seconds,
         "hit_ratio": HIT_RATIO,
+        "load_average_before": load_before,
         "variants": variants,
         "query_plan": plans,
     }

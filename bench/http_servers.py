@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,7 +167,7 @@ def _ms(value: str | None) -> float:
 
 
 def parse_wrk(output: str) -> dict[str, Any]:
-    percentiles = dict(re.findall(r"^\s+(50|90|99)(?:\.000)?%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|90|99)(?:\.000)?%\s+(\S+)\s*$", output, re.MULTILINE))
     requests = re.search(r"(\d+) requests in", output)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -198,12 +199,27 @@ def drive(wrk: str | None, port: int, path: str, *, seconds: float) -> dict[str,
 def _measure(
     wrk: str | None, port: int, path: str, *, seconds: float, warmup_seconds: float
 ) -> dict[str, Any]:
+    """The measured time as one-second rounds: the median resists a noisy neighbour, and the spread shows "
+    "it."""
     try:
         drive(wrk, port, path, seconds=warmup_seconds)
-        return drive(wrk, port, path, seconds=seconds)
+        rounds = [drive(wrk, port, path, seconds=1) for _ in range(max(1, round(seconds)))]
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # one bad run must not lose the rest
         print(f"    failed: {exc}", flush=True)
         return {"error": str(exc)[-500:]}
+    rates = [r["req_per_s"] for r in rounds]
+    return {
+        "rounds": len(rounds),
+        "requests": sum(r["requests"] for r in rounds),
+        "req_per_s": round(statistics.median(rates), 1),
+        "req_per_s_min": round(min(rates), 1),
+        "req_per_s_max": round(max(rates), 1),
+        "p50_ms": round(statistics.median(r["p50_ms"] for r in rounds), 3),
+        "p90_ms": round(statistics.median(r["p90_ms"] for r in rounds), 3),
+        "p99_ms": round(statistics.median(r["p99_ms"] for r in rounds), 3),
+        "non_2xx": sum(r["non_2xx"] for r in rounds),
+        "socket_errors": sum(r["socket_errors"] for r in rounds),
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -273,7 +289,7 @@ def run_http(
                 rows.append({**_describe(config), "endpoint": "-", "error": str(exc)[-500:]})
     return {
         "load_generator": (
-            f"wrk -t2 -c{CONNECTIONS} -d{seconds:g}s --latency"
+            f"wrk -t2 -c{CONNECTIONS} -d1s --latency, {round(seconds)} rounds"
             if wrk
             else f"bench/loadgen.py, {CONNECTIONS} connections"
         ),
@@ -282,5 +298,6 @@ def run_http(
         "connections": CONNECTIONS,
         "versions": {**_versions(), **(uvicorn or {})},
         "readyz_parts_ms": parts,
+        "load_average_before": os.getloadavg(),
         "rows": rows,
     }

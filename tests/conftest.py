@@ -22,6 +22,7 @@ from dbs import DATABASES, TEMPLATE_DB, drop_postgres, fresh_postgres
 from keyhall.audit.events import Actor
 from keyhall.clock import FrozenClock
 from keyhall.container import Container
+from keyhall.crypto import generate_master_key
 from keyhall.db import migrate
 from keyhall.db.database import Database
 from keyhall.db.engine import build_engine, normalise_url
@@ -98,7 +99,9 @@ def container(
     database_url: str, clock: FrozenClock, fast_hasher: PasswordHasher, tmp_path: Path
 ) -> Iterator[Container]:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
-    built = Container.build(settings, clock=clock, db=Database(database_url), hasher=fast_hasher)
+    built = Container.build(
+        settings, clock=clock, db=Database(database_url), hasher=fast_hasher, master_key=generate_master_key()
+    )
     try:
         yield built
     finally:

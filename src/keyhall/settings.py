@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="The URL users reach Keyhall at; defaults to http://host:port."
     )
+    device_code_seconds: int = Field(
+        default=600,
+        ge=5,
+        le=1800,
+        description="Seconds a device code may wait for approval; the AWS CLI expects 600.",
+    )
     device_poll_interval: int = Field(
         default=5,
         ge=1,

@@ -12,7 +12,7 @@ from dbs import DATABASES, drop_postgres, fresh_postgres
 from e2e.harness import KEYHALL, RunningServer, clean_env, free_port, run_keyhall, wait_ready
 
 
-def _serve(root: Path, database_url: str) -> Iterator[RunningServer]:
+def _serve(root: Path, database_url: str, extra_env: dict[str, str] | None = None) -> Iterator[RunningServer]:
     data_dir = root / "keyhall-data"
     init = run_keyhall(data_dir, database_url, "init", "--demo")
     port = free_port()
@@ -21,12 +21,12 @@ def _serve(root: Path, database_url: str) -> Iterator[RunningServer]:
         [KEYHALL, "--data-dir", str(data_dir), "--database-url", database_url, "serve", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**clean_env(), "KEYHALL_DEVICE_POLL_INTERVAL": "1"},  # keep CLI polling quick
+        env={**clean_env(), "KEYHALL_DEVICE_POLL_INTERVAL": "1", **(extra_env or {})},  # quick CLI polling
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process)
-        yield RunningServer(url, data_dir, database_url, process, init.stdout)
+        yield RunningServer(url, data_dir, database_url, process, init.stdout, root / "serve.log")
     finally:
         process.terminate()
         try:

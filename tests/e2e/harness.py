@@ -28,6 +28,7 @@ class RunningServer:
     database_url: str
     process: subprocess.Popen[bytes]
     init_output: str
+    log_path: Path
 
     def one_time_password(self, user_name: str) -> str:
         """The password `keyhall init --demo` printed for a user."""

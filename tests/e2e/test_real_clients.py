@@ -354,3 +354,20 @@ def test_portal_pagination_matches_the_cli(logged_in: Workstation) -> None:
         .paginate(accessToken=token, PaginationConfig={"PageSize": 1})
     )
     assert [a["accountId"] for p in page for a in p["accountList"]] == ["111111111111", "222222222222"]
+
+
+def test_no_token_or_secret_reaches_the_server_log(logged_in: Workstation) -> None:
+    cached = logged_in.token_cache()
+    creds = portal_client(logged_in.server).get_role_credentials(
+        accessToken=str(cached["accessToken"]), accountId="111111111111", roleName="Developer"
+    )["roleCredentials"]
+    log = logged_in.server.log_path.read_text()
+    assert '"path":"/federation/credentials"' in log  # the access log is there, without query strings
+    for secret in (
+        cached["accessToken"],
+        cached["refreshToken"],
+        cached["clientSecret"],
+        creds["secretAccessKey"],
+        creds["sessionToken"],
+    ):
+        assert str(secret) not in log

@@ -11,8 +11,8 @@ from typing import Protocol
 
 from sqlalchemy import Connection, select
 
-from keyhall.access import store
-from keyhall.access.models import Account, PermissionSet
+from keyhall.access import hot_path, store
+from keyhall.access.models import Account
 from keyhall.audit.events import Actor, AuditEvent
 from keyhall.audit.writer import AuditWriter
 from keyhall.clock import Clock
@@ -35,7 +35,7 @@ class ForbiddenError(AccessDeniedError):
     aws_code = "ForbiddenException"
 
 
-class FederationNotConfigured(KeyhallError):
+class FederationNotConfiguredError(KeyhallError):
     status = 400
     aws_code = "InvalidRequestException"
 
@@ -50,9 +50,12 @@ class IssuedRoleCredentials:
 
 @dataclass(frozen=True)
 class IssueRequest:
+    """What an issuer needs to mint one set of role credentials (no more, so the hot path stays lean)."""
+
     instance_id: str
-    account: Account
-    permission_set: PermissionSet
+    account_id: str
+    permission_set_id: str
+    permission_set_name: str
     user_id: str
     user_name: str
     session_id: str
@@ -80,11 +83,6 @@ class PortalService:
         self._sessions = sessions
         self._issuers = issuers
         self._instance_id: str | None = None  # never changes: read once per process
-
-    def _instance(self, conn: Connection) -> str:
-        if self._instance_id is None:
-            self._instance_id = require_instance(conn).id
-        return self._instance_id
 
     def authenticate(self, conn: Connection, access_token: str | None) -> TokenContext:
         context = resolve_access_token(conn, self._clock, access_token or "")
@@ -150,43 +148,50 @@ class PortalService:
         self, actor: Actor, access_token: str | None, account_id: str | None, role_name: str | None
     ) -> IssuedRoleCredentials:
         """The hot path: one write transaction holding the token check, the entitlement check, the
-        minting and the audit record, so no credential exists without its record."""
+        minting and the audit record, so no credential exists without its record. It runs on the raw
+        driver (keyhall.access.hot_path) because it is the call every SDK makes most."""
         if not account_id or not is_account_id(account_id):
             raise ValidationError("account_id must be a 12-digit account id")
         if not role_name or len(role_name) > 32:
             raise ValidationError("role_name must name a permission set")
-        with self._db.write() as conn:
-            context = self.authenticate(conn, access_token)
-            ps = store.entitled_permission_set(conn, context.user_id, account_id, name_key(role_name))
-            if ps is None:
+        instance_id = self._instance_id or self._load_instance_id()
+        fast = self._db.fast
+        now = self._clock.timestamp()
+        with fast.write() as cursor:
+            owner = hot_path.token_owner(cursor, fast.is_sqlite, access_token or "", now)
+            if owner is None:
+                raise UnauthorizedError("Session token not found or invalid")
+            entitled = hot_path.entitlement(
+                cursor, fast.is_sqlite, owner.user_id, account_id, name_key(role_name)
+            )
+            if entitled is None:
                 raise ForbiddenError("No access")
-            account = store.get_account(conn, account_id)
-            assert account is not None  # the entitlement join found it
-            issuer = self._issuers.get(account.kind)
+            issuer = self._issuers.get(entitled.account_kind)
             if issuer is None:
-                raise FederationNotConfigured(
-                    f"Account {account.id} is a real AWS account and federation is not configured"
+                raise FederationNotConfiguredError(
+                    f"Account {account_id} is a real AWS account and federation is not configured"
                     " on this instance"
                 )
-            now = self._clock.timestamp()
             credentials = issuer.issue(
                 IssueRequest(
-                    self._instance(conn),
-                    account,
-                    ps,
-                    context.user_id,
-                    context.user_name,
-                    context.session_id,
-                    ps.session_seconds,
+                    instance_id=instance_id,
+                    account_id=account_id,
+                    permission_set_id=entitled.permission_set_id,
+                    permission_set_name=entitled.permission_set_name,
+                    user_id=owner.user_id,
+                    user_name=owner.user_name,
+                    session_id=owner.session_id,
+                    duration_seconds=entitled.session_seconds,
                 ),
                 now=now,
             )
-            self._audit.record(
-                conn,
+            hot_path.record_audit(
+                cursor,
+                fast.is_sqlite,
                 Actor(
                     type="IdentityCenterUser",
-                    id=context.user_id,
-                    name=context.user_name,
+                    id=owner.user_id,
+                    name=owner.user_name,
                     source_ip=actor.source_ip,
                     user_agent=actor.user_agent,
                     request_id=actor.request_id,
@@ -195,16 +200,25 @@ class PortalService:
                     SOURCE,
                     "GetRoleCredentials",
                     resource_type="Account",
-                    resource_id=account.id,
-                    request_parameters={"accountId": account.id, "roleName": ps.name},
+                    resource_id=account_id,
+                    request_parameters={"accountId": account_id, "roleName": entitled.permission_set_name},
                     response_elements={
                         "accessKeyId": credentials.access_key_id,
                         "expiration": credentials.expiration,
                     },
-                    additional_data={"SessionId": context.session_id, "PermissionSetId": ps.id},
+                    additional_data={
+                        "SessionId": owner.session_id,
+                        "PermissionSetId": entitled.permission_set_id,
+                    },
                 ),
+                now,
             )
             return credentials
+
+    def _load_instance_id(self) -> str:
+        with self._db.read() as conn:
+            self._instance_id = require_instance(conn).id
+        return self._instance_id
 
     def logout(self, actor: Actor, access_token: str | None) -> None:
         with self._db.write() as conn:

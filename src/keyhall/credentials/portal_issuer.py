@@ -12,12 +12,12 @@ class LocalPortalIssuer:
 
     def issue(self, request: IssueRequest, *, now: float) -> IssuedRoleCredentials:
         role_name = reserved_role_name(
-            request.permission_set.name, request.instance_id, request.account.id, request.permission_set.id
+            request.permission_set_name, request.instance_id, request.account_id, request.permission_set_id
         )
         credentials, _ = self.sts.issue(
-            account_id=request.account.id,
+            account_id=request.account_id,
             role_name=role_name,
-            permission_set_id=request.permission_set.id,
+            permission_set_id=request.permission_set_id,
             user_id=request.user_id,
             user_name=request.user_name,
             session_id=request.session_id,

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
 from keyhall.db.engine import WRITE_OPTION, build_engine, is_sqlite
+from keyhall.db.fast import FastPath
 from keyhall.errors import ServiceUnavailableError
 
 
@@ -21,6 +22,7 @@ class Database:
         self.url = url
         self.engine = engine or build_engine(url)
         self.is_sqlite = is_sqlite(url)
+        self.fast = FastPath(self.engine, is_sqlite=self.is_sqlite)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -25,7 +25,7 @@ from keyhall.errors import (
 )
 from keyhall.oauth.user_codes import display_user_code, new_user_code, normalise_user_code
 
-DEVICE_CODE_SECONDS = 600  # the AWS CLI assumes "currently only 10 minutes"
+DEVICE_CODE_SECONDS = 600  # the default; the AWS CLI assumes "currently only 10 minutes"
 SLOW_DOWN_STEP = 5  # RFC 8628 §3.5
 
 
@@ -61,6 +61,7 @@ def start(
     interval: int,
     source_ip: str | None,
     user_agent: str | None,
+    lifetime: int = DEVICE_CODE_SECONDS,
 ) -> DeviceStart:
     now = clock.timestamp()
     device_code = secrets.token_urlsafe(32)
@@ -83,7 +84,7 @@ def start(
             approved_session_id=None,
             interval=interval,
             created_at=now,
-            expires_at=now + DEVICE_CODE_SECONDS,
+            expires_at=now + lifetime,
             last_polled_at=None,
             initiator_ip=source_ip,
             initiator_user_agent=(user_agent or "")[:512] or None,
@@ -91,7 +92,7 @@ def start(
             failed_lookups=0,
         )
     )
-    return DeviceStart(device_code, display_user_code(user_code), DEVICE_CODE_SECONDS, interval)
+    return DeviceStart(device_code, display_user_code(user_code), lifetime, interval)
 
 
 @dataclass(frozen=True)

@@ -66,12 +66,14 @@ class OidcService:
         sessions: SessionService,
         *,
         device_interval: int = 5,
+        device_code_seconds: int = device.DEVICE_CODE_SECONDS,
     ) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
         self._sessions = sessions
         self._device_interval = device_interval
+        self._device_code_seconds = device_code_seconds
 
     # ---- RegisterClient ------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class OidcService:
                 interval=self._device_interval,
                 source_ip=actor.source_ip,
                 user_agent=actor.user_agent,
+                lifetime=self._device_code_seconds,
             )
             self._audit.record(
                 conn,
