@@ -24,10 +24,12 @@ run: $(VENV)/.installed
 	@$(BIN)/keyhall --data-dir $(DATA_DIR) init --if-missing --demo
 	@echo
 	@echo "Next steps (in another terminal):"
-	@echo "  $(BIN)/keyhall --data-dir $(DATA_DIR) access user demo      # where the demo user can go"
-	@echo "  $(BIN)/keyhall --data-dir $(DATA_DIR) users list            # the directory"
-	@echo "  $(BIN)/keyhall --data-dir $(DATA_DIR) apply --plan docs/keyhall.example.yaml"
-	@echo "  curl http://127.0.0.1:$(PORT)/readyz"
+	@echo "  Sign in in a browser: http://127.0.0.1:$(PORT)/start  (user demo, the one-time password above)"
+	@echo "  $(BIN)/keyhall login --url http://127.0.0.1:$(PORT)   # add --device on a machine without a browser"
+	@echo "  $(BIN)/keyhall configure                              # one AWS profile per account and role"
+	@echo "  $(BIN)/keyhall exec sandbox.Developer -- aws sts get-caller-identity"
+	@echo "  aws sts get-caller-identity --profile sandbox.Developer  # AWS CLI 2.13+, boto3, the JS SDK"
+	@echo "  $(BIN)/keyhall --data-dir $(DATA_DIR) access user demo   # admin: where the demo user can go"
 	@echo
 	$(BIN)/keyhall --data-dir $(DATA_DIR) serve --port $(PORT)
 
