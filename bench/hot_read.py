@@ -35,7 +35,7 @@ from psycopg.types.json import Json
 from sqlalchemy import BindParameter, Connection, and_, bindparam, event, insert, or_, select
 
 from bench.pg import throwaway_cluster
-from bench.seed import Org, OrgShape, bench_tokens, seed_org
+from bench.seed import Org, OrgShape, analyze, bench_tokens, seed_org
 from bench.stats import summarise
 from keyhall.access import store
 from keyhall.access.models import PermissionSet
@@ -513,6 +513,9 @@ def measure_database(
         rng = random.Random(seed)
         requests = make_requests(org, iterations, rng)
         warmup = make_requests(org, max(50, iterations // 10), rng)
+        # plans as a fresh database has them (Keyhall never runs ANALYZE on SQLite), then with statistics
+        plans_unanalysed = query_plans(container, requests[0])
+        analyze(container)
         plans = query_plans(container, requests[0])
         paths["core"] = CorePath(container)
         paths["core_prebuilt"] = CorePrebuiltPath(container)
@@ -543,4 +546,5 @@ def measure_database(
         "load_average_before": load_before,
         "variants": variants,
         "query_plan": plans,
+        "query_plan_before_analyze": plans_unanalysed,
     }

@@ -7,10 +7,11 @@ the server side (database, settings): these commands run on people's laptops.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -398,16 +399,27 @@ def credential_process(
     sys.stdout.write(process_output(credentials) + "\n")
 
 
+def _environment_for(resolved: Any, credentials: Any) -> dict[str, str]:
+    """The credentials, region and endpoints as AWS_* variables, plus AWS_DATA_PATH rule sets so that
+    AWS CLIs older than 2.13 (which ignore AWS_ENDPOINT_URL_*) reach Keyhall for a local account too."""
+    from keyhall.client.credentials import credential_environment
+    from keyhall.client.legacy_endpoints import ensure_models, with_data_path
+
+    variables = credential_environment(credentials, region=resolved.region, endpoints=resolved.endpoints)
+    models = ensure_models(_paths(), resolved.endpoints or {})
+    return with_data_path(variables, models, os.environ.get("AWS_DATA_PATH"))
+
+
 def exec_command(
     profile: str = typer.Argument(..., help="Profile written by `keyhall configure`."),
     command: list[str] = typer.Argument(..., help="The command and its arguments, after `--`."),
 ) -> None:
     """Run COMMAND with the profile's credentials in AWS_* variables (AWS_PROFILE removed); its exit code."""
-    from keyhall.client.credentials import credential_environment, run_with_credentials
+    from keyhall.client.credentials import run_with_credentials
 
     with _errors():
         resolved, credentials = _profile_credentials(profile)
-        variables = credential_environment(credentials, region=resolved.region, endpoints=resolved.endpoints)
+        variables = _environment_for(resolved, credentials)
         code = run_with_credentials(command, variables=variables)
     raise typer.Exit(code)
 
@@ -417,13 +429,13 @@ def env_command(
     shell: str = typer.Option("sh", "--shell", help="Output syntax: sh (bash, zsh …), fish or powershell."),
 ) -> None:
     """Print `export AWS_…` lines for the profile's credentials: eval "$(keyhall env PROFILE)"."""
-    from keyhall.client.credentials import SHELLS, credential_environment, format_exports
+    from keyhall.client.credentials import SHELLS, format_exports
 
     if shell not in SHELLS:
         _fail(f"--shell must be one of {', '.join(SHELLS)}, not {shell!r}", code=2)
     with _errors():
         resolved, credentials = _profile_credentials(profile)
-        variables = credential_environment(credentials, region=resolved.region, endpoints=resolved.endpoints)
+        variables = _environment_for(resolved, credentials)
     sys.stdout.write(format_exports(variables, syntax=shell))
 
 
