@@ -109,10 +109,11 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=float, default=1.0, help="unmeasured load first (whole s)")
     parser.add_argument("--skip-postgres", action="store_true", help="hot read on SQLite only")
     parser.add_argument("--no-install", action="store_true", help="never install wrk or uvicorn")
+    parser.add_argument("--report-only", action="store_true", help="only regenerate docs from stored JSON")
     args = parser.parse_args()
     args.iterations = args.iterations or (1000 if args.quick else 5000)
     args.http_seconds = args.http_seconds or (1.0 if args.quick else 5.0)
-    stages = args.only or ["hot-read", "http"]
+    stages = [] if args.report_only else (args.only or ["hot-read", "http"])
     args.results = RESULTS / "quick" if args.quick else RESULTS  # a smoke run never touches the docs
 
     started = time.perf_counter()

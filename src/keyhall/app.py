@@ -36,8 +36,9 @@ class RequestContextMiddleware:
     """Gives every request an id (``x-amzn-RequestId``) and writes one access-log line without the query
     string, where OAuth and SCIM clients may put sensitive values."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = False) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +63,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if log.isEnabledFor(logging.INFO):
+            if self.access_log and log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
                     extra={
@@ -84,10 +85,12 @@ def create_app(container: Container) -> Starlette:
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    head = migrate.head_revision()  # the code's schema cannot change while the process runs
+
     async def readyz(_request: Request) -> Response:
         if not container.db.ping():
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-        if not migrate.is_up_to_date(container.db.engine):
+        if migrate.current_revision(container.db.engine) != head:
             return JSONResponse({"status": "unavailable", "database": "schema out of date"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
@@ -108,7 +111,7 @@ def create_app(container: Container) -> Starlette:
         exception_handlers={KeyhallError: on_keyhall_error, Exception: on_unexpected},
     )
     app.state.container = container
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, access_log=container.settings.access_log)
     return app
 
 

@@ -18,7 +18,17 @@ def _serve(root: Path, database_url: str, extra_env: dict[str, str] | None = Non
     port = free_port()
     log = (root / "serve.log").open("wb")
     process = subprocess.Popen(
-        [KEYHALL, "--data-dir", str(data_dir), "--database-url", database_url, "serve", "--port", str(port)],
+        [
+            KEYHALL,
+            "--data-dir",
+            str(data_dir),
+            "--database-url",
+            database_url,
+            "serve",
+            "--port",
+            str(port),
+            "--access-log",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**clean_env(), "KEYHALL_DEVICE_POLL_INTERVAL": "1", **(extra_env or {})},  # quick CLI polling

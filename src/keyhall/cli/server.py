@@ -123,6 +123,9 @@ def serve(
         None, envvar="KEYHALL_PUBLIC_URL", help="URL users reach Keyhall at."
     ),
     log_level: str = typer.Option("info", envvar="KEYHALL_LOG_LEVEL", help="debug, info, warning or error."),
+    access_log: bool = typer.Option(
+        False, "--access-log", envvar="KEYHALL_ACCESS_LOG", help="Log one JSON line per request."
+    ),
 ) -> None:
     """Serve Keyhall (granian, ASGI). Defaults to the embedded SQLite database in the data directory."""
     from keyhall.db import migrate
@@ -147,6 +150,7 @@ def serve(
             "KEYHALL_PORT": str(port),
             "KEYHALL_WORKERS": str(workers),
             "KEYHALL_LOG_LEVEL": log_level,
+            "KEYHALL_ACCESS_LOG": "true" if access_log else "false",
         }
     )
     if public_url:
