@@ -299,3 +299,62 @@ rate_limits = Table(
     Column("count", Integer, nullable=False),
     Column("blocked_until", Float, nullable=True),
 )
+
+# ---- federation with real AWS accounts, provisioning, WebAuthn ------------------------------------
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    # Keyhall's own keys as a SAML identity provider / OIDC issuer that AWS trusts; the private half is
+    # encrypted under the master key (bound to its kid), the public half is published in metadata/JWKS
+    Column("kid", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),  # saml | oidc
+    Column("algorithm", String(16), nullable=False),  # RS256 (RSA-SHA256)
+    Column("private_key_encrypted", LargeBinary, nullable=False),
+    Column("certificate_pem", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # next (published, not yet signing) | active | retired
+    Column("created_at", Float, nullable=False),
+    Column("activated_at", Float, nullable=True),
+    Column("retired_at", Float, nullable=True),
+    Index("ix_signing_keys_purpose", "purpose", "status"),
+)
+
+instance_settings = Table(
+    "instance_settings",
+    metadata,
+    # structured instance settings beyond the instance row (e.g. "federation"), one JSON document per key
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+provisioning_state = Table(
+    "provisioning_state",
+    metadata,
+    # what `keyhall aws apply` last did for each (account, role): shown by plan, by the CLI and the console
+    Column("account_id", String(12), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("role_name", String(64), primary_key=True),
+    Column("permission_set_id", String(32), nullable=True),
+    Column("role_arn", String(2048), nullable=True),
+    Column("status", String(16), nullable=False),  # PROVISIONED | FAILED | REMOVED
+    Column("desired_hash", String(64), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("last_attempt_at", Float, nullable=False),
+    Column("provisioned_at", Float, nullable=True),
+)
+
+webauthn_credentials = Table(
+    "webauthn_credentials",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(47), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("credential_id", LargeBinary, nullable=False, unique=True),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", BigInteger, nullable=False, default=0),
+    Column("name", String(64), nullable=False),
+    Column("transports", JSON, nullable=False),
+    Column("aaguid", String(36), nullable=True),
+    Column("backup_eligible", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+)
