@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -37,3 +38,23 @@ def check_limit(limit: int | None, *, default: int = 100, maximum: int = 100) ->
     if not 1 <= limit <= maximum:
         raise ValidationError(f"MaxResults must be between 1 and {maximum}, got {limit}")
     return limit
+
+
+def keyset_page(
+    fetch: Callable[[str | None, int], list[T]],
+    key: Callable[[T], str],
+    *,
+    limit: int | None,
+    next_token: str | None,
+    maximum: int = 100,
+    default: int = 100,
+) -> Page[T]:
+    """One page of a keyset-ordered listing: ``fetch(after_key, n)`` returns up to n items after the key.
+
+    One extra item is fetched to know whether another page follows, so the last page has no token.
+    """
+    size = check_limit(limit, maximum=maximum, default=default)
+    items = fetch(decode_token(next_token), size + 1)
+    more = len(items) > size
+    items = items[:size]
+    return Page(items, encode_token(key(items[-1])) if more else None)

@@ -36,7 +36,7 @@ from keyhall.directory import store as directory_store
 from keyhall.directory.models import name_key
 from keyhall.errors import ConflictError, NotFoundError, Problem, ValidationError
 from keyhall.ids import is_account_id, is_principal_id, new_account_id, new_permission_set_id, new_uuid
-from keyhall.pagination import Page, check_limit, decode_token, encode_token
+from keyhall.pagination import Page, keyset_page
 
 SOURCE = "sso.amazonaws.com"
 ORG_SOURCE = "organizations.amazonaws.com"
@@ -212,11 +212,13 @@ class AccessService:
     def list_accounts(
         self, conn: Connection, *, limit: int | None = None, next_token: str | None = None
     ) -> Page[Account]:
-        size = check_limit(limit, maximum=1000)
-        items = store.list_accounts(conn, after_id=decode_token(next_token), limit=size + 1)
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, encode_token(items[-1].id) if more else None)
+        return keyset_page(
+            lambda after, n: store.list_accounts(conn, after_id=after, limit=n),
+            lambda account: account.id,
+            limit=limit,
+            next_token=next_token,
+            maximum=1000,
+        )
 
     def all_accounts(self, conn: Connection) -> list[Account]:
         return store.list_accounts(conn, after_id=None, limit=1_000_000)
@@ -356,11 +358,13 @@ class AccessService:
     def list_permission_sets(
         self, conn: Connection, *, limit: int | None = None, next_token: str | None = None
     ) -> Page[PermissionSet]:
-        size = check_limit(limit, maximum=1000)
-        items = store.list_permission_sets(conn, after_key=decode_token(next_token), limit=size + 1)
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, encode_token(name_key(items[-1].name)) if more else None)
+        return keyset_page(
+            lambda after, n: store.list_permission_sets(conn, after_key=after, limit=n),
+            lambda ps: name_key(ps.name),
+            limit=limit,
+            next_token=next_token,
+            maximum=1000,
+        )
 
     def all_permission_sets(self, conn: Connection) -> list[PermissionSet]:
         return store.list_permission_sets(conn, after_key=None, limit=1_000_000)

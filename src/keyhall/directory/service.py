@@ -26,7 +26,7 @@ from keyhall.directory.models import (
 )
 from keyhall.errors import ConflictError, NotFoundError, Problem, ValidationError
 from keyhall.ids import is_principal_id, new_uuid
-from keyhall.pagination import Page, check_limit, decode_token, encode_token
+from keyhall.pagination import Page, keyset_page
 
 SOURCE = "identitystore.amazonaws.com"
 
@@ -117,21 +117,16 @@ class DirectoryService:
     def list_users(
         self, conn: Connection, *, limit: int | None = None, next_token: str | None = None
     ) -> Page[User]:
-        size = check_limit(limit, maximum=1000)
-        items = store.list_users(conn, after_key=decode_token(next_token), limit=size + 1)
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, encode_token(name_key(items[-1].user_name)) if more else None)
+        return keyset_page(
+            lambda after, n: store.list_users(conn, after_key=after, limit=n),
+            lambda user: name_key(user.user_name),
+            limit=limit,
+            next_token=next_token,
+            maximum=1000,
+        )
 
     def all_users(self, conn: Connection) -> list[User]:
-        result: list[User] = []
-        token: str | None = None
-        while True:
-            page = self.list_users(conn, limit=1000, next_token=token)
-            result.extend(page.items)
-            if page.next_token is None:
-                return result
-            token = page.next_token
+        return store.list_users(conn, after_key=None, limit=10_000_000)
 
     def update_user(
         self,
@@ -338,21 +333,16 @@ class DirectoryService:
     def list_groups(
         self, conn: Connection, *, limit: int | None = None, next_token: str | None = None
     ) -> Page[Group]:
-        size = check_limit(limit, maximum=1000)
-        items = store.list_groups(conn, after_key=decode_token(next_token), limit=size + 1)
-        more = len(items) > size
-        items = items[:size]
-        return Page(items, encode_token(name_key(items[-1].display_name)) if more else None)
+        return keyset_page(
+            lambda after, n: store.list_groups(conn, after_key=after, limit=n),
+            lambda group: name_key(group.display_name),
+            limit=limit,
+            next_token=next_token,
+            maximum=1000,
+        )
 
     def all_groups(self, conn: Connection) -> list[Group]:
-        result: list[Group] = []
-        token: str | None = None
-        while True:
-            page = self.list_groups(conn, limit=1000, next_token=token)
-            result.extend(page.items)
-            if page.next_token is None:
-                return result
-            token = page.next_token
+        return store.list_groups(conn, after_key=None, limit=10_000_000)
 
     def update_group(
         self,
