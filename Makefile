@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= keyhall-data
 PORT ?= 8080
 
-.PHONY: run test lint typecheck unit bench system-deps clean
+.PHONY: run test lint typecheck unit bench system-deps screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Keyhall needs Python 3.11 or newer")'
@@ -52,6 +52,9 @@ test: system-deps lint typecheck tests/e2e/js/node_modules/.installed
 
 bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python -m bench.run
+
+screenshots: $(VENV)/.installed-dev system-deps
+	KEYHALL_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

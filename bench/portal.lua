@@ -7,7 +7,7 @@
 --                                   sent in turn (each thread starts at its own place in the list)
 --   refresh THREADS FILE ID SECRET  CreateToken with grantType refresh_token; FILE has one refresh token a
 --                                   line, and each is sent exactly once: thread k takes lines k, k+THREADS, …
---                                   A thread that runs out stops, and the run is reported as exhausted.
+--                                   A thread that runs out stops (the run is reported as exhausted).
 --
 -- wrk only counts non-2xx/3xx responses by itself; response() counts every status, and done() prints one
 -- line the Python side parses:  KEYHALL_BENCH statuses=200:123,401:2 exhausted=0 first_bad=<status body>
@@ -25,7 +25,7 @@ statuses = {}
 exhausted = 0
 first_bad = ""
 
-local mode, requests, count, position, step
+local mode, requests, count, position, spare
 
 local function read_lines(path)
    local lines = {}
@@ -70,6 +70,7 @@ function init(args)
       end
       count = #requests
       position = 0
+      spare = wrk.format("GET", "/healthz") -- what a stopping thread sends last, if anything
    else
       requests = { wrk.format() }
       count = 1
@@ -83,10 +84,10 @@ function request()
    end
    if mode == "refresh" then
       position = position + 1
-      if position > count then
+      if position > count then -- never send a token twice: that is reuse, and revokes its session
          exhausted = exhausted + 1
          wrk.thread:stop()
-         return requests[count]
+         return spare
       end
       return requests[position]
    end

@@ -7,6 +7,7 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 # the stock AWS CLI v2 the end-to-end tests drive (/usr/bin/aws; a pip CLI v1 may shadow it on PATH)
 [ -x /usr/bin/aws ] && /usr/bin/aws --version 2>&1 | grep -q '^aws-cli/2' || need+=(awscli)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the browser tests drive Debian's chromium via Playwright
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 

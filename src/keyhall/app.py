@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from keyhall.api import federation as federation_api
 from keyhall.api import sso_oidc, sso_portal
 from keyhall.api.sts import StsDeps, handle_sts
 from keyhall.container import Container
@@ -22,6 +23,7 @@ from keyhall.errors import KeyhallError
 from keyhall.logs import request_id_var
 from keyhall.protocols.errors import render_aws_json, render_rest_json
 from keyhall.signin.sessions import credential_session_alive
+from keyhall.web import admin_pages, console_pages, portal_pages
 from keyhall.web import pages as web_pages
 
 log = logging.getLogger("keyhall.http")
@@ -103,7 +105,9 @@ def create_app(container: Container) -> Starlette:
         return render_rest_json(KeyhallError(), request_id(request))
 
     routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/readyz", readyz)]
-    routes += sso_oidc.routes + sso_portal.routes + web_pages.routes
+    # the portal's pages come before the sso API: both answer POST /logout (browser form or bearer token)
+    routes += sso_oidc.routes + portal_pages.routes + sso_portal.routes + federation_api.routes
+    routes += web_pages.routes + admin_pages.routes + console_pages.routes
     if container.local_sts is not None:
         routes.append(Route("/", _root_dispatcher(container), methods=["GET", "POST"]))
     app = Starlette(

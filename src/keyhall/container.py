@@ -12,11 +12,15 @@ from keyhall.credentials.local import LocalCredentialIssuer
 from keyhall.credentials.portal_issuer import LocalPortalIssuer
 from keyhall.db.database import Database
 from keyhall.directory.service import DirectoryService
+from keyhall.federation.console import ConsoleService
+from keyhall.federation.issuer import AwsFederationIssuer, FederationMetadata
+from keyhall.federation.keys import SigningKeys
 from keyhall.oauth.service import OidcService
 from keyhall.settings import Settings
 from keyhall.signin.passwords import PasswordHasher
 from keyhall.signin.service import SignInService
 from keyhall.signin.sessions import SessionService
+from keyhall.signin.webauthn import WebAuthnService
 
 
 @dataclass
@@ -33,7 +37,13 @@ class Container:
     master_key: bytes | None
     local_sts: LocalCredentialIssuer | None
     signin: SignInService
+    webauthn: WebAuthnService
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    # federation with real AWS accounts: needs the master key (signing keys are encrypted under it)
+    signing_keys: SigningKeys | None = None
+    federation_issuer: AwsFederationIssuer | None = None
+    federation_metadata: FederationMetadata | None = None
+    console: ConsoleService | None = None
 
     @classmethod
     def build(
@@ -56,6 +66,14 @@ class Container:
         local_sts = LocalCredentialIssuer(master_key) if master_key is not None else None
         if local_sts is not None:
             issuers["local"] = LocalPortalIssuer(local_sts)
+        signing_keys = federation_issuer = federation_metadata = console = None
+        if master_key is not None:
+            public_url = settings.effective_public_url
+            signing_keys = SigningKeys(master_key, clock, audit)
+            federation_issuer = AwsFederationIssuer(db, signing_keys, public_url=public_url)
+            federation_metadata = FederationMetadata(signing_keys, public_url=public_url)
+            console = ConsoleService(db, clock, audit, federation_issuer, public_url=public_url)
+            issuers["aws"] = federation_issuer
         return cls(
             settings=settings,
             db=db,
@@ -76,5 +94,10 @@ class Container:
             master_key=master_key,
             local_sts=local_sts,
             signin=SignInService(clock, audit, hasher, sessions, master_key=master_key),
+            webauthn=WebAuthnService.for_public_url(clock, audit, settings.effective_public_url),
             hasher=hasher,
+            signing_keys=signing_keys,
+            federation_issuer=federation_issuer,
+            federation_metadata=federation_metadata,
+            console=console,
         )

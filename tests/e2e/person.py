@@ -6,11 +6,16 @@ tokens and cookies included. Chromium-driven tests of the same pages come with t
 
 from __future__ import annotations
 
+import base64
+import re
+import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 import httpx
+
+from keyhall.signin import totp
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Person:
         self.password = password
         self.new_password = new_password or password + "-Changed-2026"
         self.http = httpx.Client(base_url=base_url, follow_redirects=True, timeout=10)
+        self.totp_secret: bytes | None = None
+        self.last_step = 0
 
     def close(self) -> None:
         self.http.close()
@@ -74,19 +81,36 @@ class Person:
                 return self.http.post(urljoin(str(page.url), form.action), data=data)
         raise AssertionError(f"no form posting to {where!r} on {page.url}: {page.text[:500]}")
 
+    def totp_code(self) -> str:
+        """A code for a later 30-second step than the last one used: each code is accepted once."""
+        assert self.totp_secret is not None
+        step = max(totp.time_step(time.time()), self.last_step + 1)
+        while totp.time_step(time.time()) + 1 < step:  # the server accepts one step either side
+            time.sleep(0.5)
+        self.last_step = step
+        return totp.totp_code(self.totp_secret, step)
+
     def sign_in_if_asked(self, page: httpx.Response) -> httpx.Response:
-        if "/login" in page.url.path and "/login/change-password" not in page.url.path:
-            page = self.submit(
-                page, where="/login", values={"user_name": self.user_name, "password": self.password}
-            )
-        if page.url.path == "/login/change-password":
-            page = self.submit(
-                page,
-                where="/login/change-password",
-                values={"new_password": self.new_password, "confirm_password": self.new_password},
-            )
-            self.password = self.new_password
-        return page
+        """Answer whatever sign-in step the server shows, in whatever order, until none is left."""
+        for _ in range(6):
+            path = page.url.path
+            if path == "/login":
+                values = {"user_name": self.user_name, "password": self.password}
+                page = self.submit(page, where="/login", values=values)
+            elif path == "/login/change-password":
+                values = {"new_password": self.new_password, "confirm_password": self.new_password}
+                page = self.submit(page, where="/login/change-password", values=values)
+                self.password = self.new_password
+            elif path == "/login/enrol":  # MFA is required and this person has none yet: add an app
+                found = re.search(r'id="totp-secret"[^>]*>([A-Z2-7]+)<', page.text)
+                assert found, page.text[:500]
+                self.totp_secret = base64.b32decode(found.group(1) + "=" * (-len(found.group(1)) % 8))
+                page = self.submit(page, where="/login/enrol/totp", values={"code": self.totp_code()})
+            elif path == "/login/totp":
+                page = self.submit(page, where="/login/totp", values={"code": self.totp_code()})
+            else:
+                return page
+        raise AssertionError(f"sign-in did not finish: stuck at {page.url}")
 
     def approve_device(self, verification_uri_complete: str, *, approve: bool = True) -> httpx.Response:
         page = self.sign_in_if_asked(self.http.get(verification_uri_complete))

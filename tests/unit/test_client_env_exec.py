@@ -154,6 +154,3 @@ def test_console_is_clear_about_local_accounts() -> None:
     with pytest.raises(ConsoleNotAvailableError, match="emulated by Keyhall") as caught:
         console_sign_in_url(profile=local)
     assert "no AWS Management Console" in caught.value.message
-    real = ProfileConfig(name="prod", session_name="keyhall", account_id="222222222222", role_name="Dev")
-    with pytest.raises(ConsoleNotAvailableError, match="federation"):
-        console_sign_in_url(profile=real)

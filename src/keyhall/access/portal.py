@@ -6,6 +6,7 @@ assignment or membership stops new credentials at once.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,11 @@ from keyhall.pagination import Page, check_limit, decode_token, encode_token
 from keyhall.signin.sessions import SessionService
 
 SOURCE = "sso.amazonaws.com"
+#: Account kinds whose issuer calls out over the network (aws: AWS STS). Their issuer is never called inside a
+#: database transaction: on SQLite a write transaction holds the one write lock of the whole database.
+ISSUED_OUTSIDE_TRANSACTIONS = frozenset({"aws"})
+
+log = logging.getLogger("keyhall.portal")
 
 
 class ForbiddenError(AccessDeniedError):
@@ -40,12 +46,27 @@ class FederationNotConfiguredError(KeyhallError):
     aws_code = "InvalidRequestException"
 
 
+class CredentialIssueError(KeyhallError):
+    """An issuer that calls out (AWS STS) was refused or got no answer; ``upstream_code`` is what the upstream
+    said (e.g. STS ``AccessDenied``), recorded as the audit record's error code."""
+
+    status = 400
+    aws_code = "InvalidRequestException"
+    query_type = "Sender"
+
+    def __init__(self, message: str, *, upstream_code: str | None = None) -> None:
+        super().__init__(message)
+        self.upstream_code = upstream_code
+
+
 @dataclass(frozen=True)
 class IssuedRoleCredentials:
     access_key_id: str
     secret_access_key: str
     session_token: str
     expiration: float  # epoch seconds
+    #: non-secret facts for the audit record (e.g. the role ARN STS assumed); None for local accounts
+    details: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +170,8 @@ class PortalService:
     ) -> IssuedRoleCredentials:
         """The hot path: one write transaction holding the token check, the entitlement check, the
         minting and the audit record, so no credential exists without its record. It runs on the raw
-        driver (keyhall.access.hot_path) because it is the call every SDK makes most."""
+        driver (keyhall.access.hot_path) because it is the call every SDK makes most. Accounts whose
+        issuer calls out over the network (``aws``) take ``_issue_outside_transaction`` after the checks."""
         if not account_id or not is_account_id(account_id):
             raise ValidationError("account_id must be a 12-digit account id")
         if not role_name or len(role_name) > 32:
@@ -172,48 +194,119 @@ class PortalService:
                     f"Account {account_id} is a real AWS account and federation is not configured"
                     " on this instance"
                 )
-            credentials = issuer.issue(
-                IssueRequest(
-                    instance_id=instance_id,
-                    account_id=account_id,
-                    permission_set_id=entitled.permission_set_id,
-                    permission_set_name=entitled.permission_set_name,
-                    user_id=owner.user_id,
-                    user_name=owner.user_name,
-                    session_id=owner.session_id,
-                    duration_seconds=entitled.session_seconds,
-                ),
-                now=now,
+            if entitled.account_kind not in ISSUED_OUTSIDE_TRANSACTIONS:
+                credentials = issuer.issue(
+                    IssueRequest(
+                        instance_id=instance_id,
+                        account_id=account_id,
+                        permission_set_id=entitled.permission_set_id,
+                        permission_set_name=entitled.permission_set_name,
+                        user_id=owner.user_id,
+                        user_name=owner.user_name,
+                        session_id=owner.session_id,
+                        duration_seconds=entitled.session_seconds,
+                    ),
+                    now=now,
+                )
+                hot_path.record_audit(
+                    cursor,
+                    fast.is_sqlite,
+                    Actor(
+                        type="IdentityCenterUser",
+                        id=owner.user_id,
+                        name=owner.user_name,
+                        source_ip=actor.source_ip,
+                        user_agent=actor.user_agent,
+                        request_id=actor.request_id,
+                    ),
+                    AuditEvent(
+                        SOURCE,
+                        "GetRoleCredentials",
+                        resource_type="Account",
+                        resource_id=account_id,
+                        request_parameters={
+                            "accountId": account_id,
+                            "roleName": entitled.permission_set_name,
+                        },
+                        response_elements={
+                            "accessKeyId": credentials.access_key_id,
+                            "expiration": credentials.expiration,
+                        },
+                        additional_data={
+                            "SessionId": owner.session_id,
+                            "PermissionSetId": entitled.permission_set_id,
+                        },
+                    ),
+                    now,
+                )
+                return credentials
+        request = IssueRequest(
+            instance_id=instance_id,
+            account_id=account_id,
+            permission_set_id=entitled.permission_set_id,
+            permission_set_name=entitled.permission_set_name,
+            user_id=owner.user_id,
+            user_name=owner.user_name,
+            session_id=owner.session_id,
+            duration_seconds=entitled.session_seconds,
+        )
+        return self._issue_outside_transaction(actor, access_token or "", issuer, request, role_name)
+
+    def _issue_outside_transaction(
+        self, actor: Actor, access_token: str, issuer: CredentialIssuer, request: IssueRequest, role_name: str
+    ) -> IssuedRoleCredentials:
+        """GetRoleCredentials for an issuer that calls out (AWS STS): the call happens after the checking
+        transaction has ended, never inside one. A second short transaction re-checks the token and the
+        entitlement (either may have ended while STS answered) and writes the audit record; if that fails,
+        the credentials are not returned. A refusal is audited too, with the upstream error code."""
+        user = Actor(
+            type="IdentityCenterUser",
+            id=request.user_id,
+            name=request.user_name,
+            source_ip=actor.source_ip,
+            user_agent=actor.user_agent,
+            request_id=actor.request_id,
+        )
+        event = AuditEvent(
+            SOURCE,
+            "GetRoleCredentials",
+            resource_type="Account",
+            resource_id=request.account_id,
+            request_parameters={"accountId": request.account_id, "roleName": request.permission_set_name},
+            additional_data={"SessionId": request.session_id, "PermissionSetId": request.permission_set_id},
+        )
+        fast = self._db.fast
+        try:
+            credentials = issuer.issue(request, now=self._clock.timestamp())
+        except Exception as error:
+            if isinstance(error, CredentialIssueError):
+                event.error_code = error.upstream_code or error.aws_code
+            elif isinstance(error, KeyhallError):
+                event.error_code = error.aws_code
+            else:
+                log.exception("credential issuer failed", exc_info=error)
+                event.error_code = "InternalFailure"
+            event.additional_data = {**(event.additional_data or {}), "errorMessage": str(error)[:1024]}
+            with fast.write() as cursor:
+                hot_path.record_audit(cursor, fast.is_sqlite, user, event, self._clock.timestamp())
+            raise
+        now = self._clock.timestamp()
+        with fast.write() as cursor:
+            owner = hot_path.token_owner(cursor, fast.is_sqlite, access_token, now)
+            if owner is None or owner.session_id != request.session_id:
+                raise UnauthorizedError("Session token not found or invalid")
+            entitled = hot_path.entitlement(
+                cursor, fast.is_sqlite, owner.user_id, request.account_id, name_key(role_name)
             )
-            hot_path.record_audit(
-                cursor,
-                fast.is_sqlite,
-                Actor(
-                    type="IdentityCenterUser",
-                    id=owner.user_id,
-                    name=owner.user_name,
-                    source_ip=actor.source_ip,
-                    user_agent=actor.user_agent,
-                    request_id=actor.request_id,
-                ),
-                AuditEvent(
-                    SOURCE,
-                    "GetRoleCredentials",
-                    resource_type="Account",
-                    resource_id=account_id,
-                    request_parameters={"accountId": account_id, "roleName": entitled.permission_set_name},
-                    response_elements={
-                        "accessKeyId": credentials.access_key_id,
-                        "expiration": credentials.expiration,
-                    },
-                    additional_data={
-                        "SessionId": owner.session_id,
-                        "PermissionSetId": entitled.permission_set_id,
-                    },
-                ),
-                now,
-            )
-            return credentials
+            if entitled is None or entitled.permission_set_id != request.permission_set_id:
+                raise ForbiddenError("No access")
+            event.response_elements = {
+                "accessKeyId": credentials.access_key_id,
+                "expiration": credentials.expiration,
+            }
+            event.additional_data = {**(event.additional_data or {}), **(credentials.details or {})}
+            hot_path.record_audit(cursor, fast.is_sqlite, user, event, now)
+        return credentials
 
     def _load_instance_id(self) -> str:
         with self._db.read() as conn:

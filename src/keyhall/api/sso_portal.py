@@ -47,8 +47,11 @@ async def list_accounts(request: Request) -> Response:
     except KeyhallError as error:
         return render_rest_json(error, _rid(request))
     body: dict[str, object] = {
+        # keyhallAccountKind is Keyhall's own field (SDKs ignore members their model lacks): `keyhall
+        # configure` needs it to send a real account's STS calls to AWS and a local one's to Keyhall
         "accountList": [
-            {"accountId": a.id, "accountName": a.name, "emailAddress": a.email} for a in page.items
+            {"accountId": a.id, "accountName": a.name, "emailAddress": a.email, "keyhallAccountKind": a.kind}
+            for a in page.items
         ]
     }
     if page.next_token:

@@ -95,7 +95,7 @@ def query_events(
         raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     query = (
         select(audit_events)
-        .order_by(audit_events.c.event_time.desc(), audit_events.c.seq.desc())
+        .order_by(audit_events.c.seq.desc())  # seq is commit order, and indexed with name and actor
         .limit(limit)
     )
     if event_name is not None:

@@ -53,6 +53,7 @@ def _register() -> None:
         admin_settings,
         admin_users,
         apply_cmd,
+        aws_cmd,
         server,
         user_commands,
     )
@@ -79,6 +80,11 @@ def _register() -> None:
         help="Effective access: where a user can go, who can reach an account.",
     )
     app.add_typer(admin_audit.app, name="audit", help="The audit log.")
+    app.add_typer(
+        aws_cmd.app,
+        name="aws",
+        help="Real AWS accounts: federation settings, signing keys, import, plan/apply provisioning, status.",
+    )
     app.add_typer(admin_settings.app, name="settings", help="Instance settings.")
 
 

@@ -29,6 +29,9 @@ from keyhall.client.portal import AccountInfo, RoleInfo
 
 #: ``[services]`` keys (serviceId lower-cased, spaces to ``_``) that point at Keyhall.
 SERVICES = ("sso", "sso_oidc", "sts", "identitystore", "sso_admin")
+#: a real AWS account signs in through Keyhall but calls AWS itself, STS included
+AWS_ACCOUNT_SERVICES = ("sso", "sso_oidc")
+AWS_SERVICES_SUFFIX = "-aws"
 PROCESS_SUFFIX = ".process"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -58,6 +61,7 @@ class ProfilePlan:
     account_id: str
     account_name: str
     role_name: str
+    account_kind: str = "local"
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ def plan_profiles(access: Sequence[tuple[AccountInfo, Sequence[RoleInfo]]]) -> l
                     account_id=account.account_id,
                     account_name=account.account_name,
                     role_name=role.role_name,
+                    account_kind=account.kind,
                 )
             )
     return plans
@@ -122,6 +127,10 @@ def render_block(
     ]
     for service in SERVICES:
         lines += [f"{service} =", f"  endpoint_url = {session.base_url}"]
+    if any(plan.account_kind == "aws" for plan in profiles):
+        lines += ["", f"[services {name}{AWS_SERVICES_SUFFIX}]"]
+        for service in AWS_ACCOUNT_SERVICES:
+            lines += [f"{service} =", f"  endpoint_url = {session.base_url}"]
     for plan in profiles:
         lines += [
             "",
@@ -131,7 +140,7 @@ def render_block(
             f"sso_account_id = {plan.account_id}",
             f"sso_role_name = {plan.role_name}",
             f"region = {region}",
-            f"services = {name}",
+            f"services = {name}{AWS_SERVICES_SUFFIX if plan.account_kind == 'aws' else ''}",
         ]
         if process_command is not None:
             command = [

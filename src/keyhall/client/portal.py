@@ -28,6 +28,7 @@ class AccountInfo:
     account_id: str
     account_name: str
     email_address: str | None = None
+    kind: str = "local"  # local (Keyhall's own STS) or aws (a real account)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class PortalClient:
                 account_id=require_str(item, "accountId", operation="ListAccounts"),
                 account_name=str(item.get("accountName") or ""),
                 email_address=item.get("emailAddress") if isinstance(item.get("emailAddress"), str) else None,
+                kind="aws" if item.get("keyhallAccountKind") == "aws" else "local",
             )
             for item in self._pages("/assignment/accounts", access_token, {}, "accountList", page_size)
         ]

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 from keyhall.access.portal import IssuedRoleCredentials, IssueRequest
 from keyhall.credentials.local import LocalCredentialIssuer, reserved_role_name
+
+
+@functools.lru_cache(maxsize=65536)
+def _role_name(permission_set_name: str, instance_id: str, account_id: str, permission_set_id: str) -> str:
+    """Role names never change for an (instance, account, permission set): compute each once."""
+    return reserved_role_name(permission_set_name, instance_id, account_id, permission_set_id)
 
 
 class LocalPortalIssuer:
@@ -11,7 +19,7 @@ class LocalPortalIssuer:
         self.sts = issuer
 
     def issue(self, request: IssueRequest, *, now: float) -> IssuedRoleCredentials:
-        role_name = reserved_role_name(
+        role_name = _role_name(
             request.permission_set_name, request.instance_id, request.account_id, request.permission_set_id
         )
         credentials, _ = self.sts.issue(

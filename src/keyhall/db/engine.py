@@ -35,10 +35,10 @@ def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> Non
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        cursor.execute("PRAGMA busy_timeout=5000")  # first: switching to WAL itself may wait for a lock
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses at most the last commits
-        cursor.execute("PRAGMA busy_timeout=5000")
     finally:
         cursor.close()
 

@@ -392,7 +392,7 @@ class SignInService:
                 additional_data={
                     "AuthWorkflowID": workflow_id,
                     "UserName": user.user_name,
-                    "CredentialType": f"{PASSWORD},{TOTP}" if mfa_method == "totp" else PASSWORD,
+                    "CredentialType": _credential_types(mfa_method),
                     "MFAUsed": mfa_method is not None,
                     "UserAuthentication": "Success",
                 },
@@ -537,3 +537,12 @@ def _as_user(actor: Actor, user: User) -> Actor:
         user_agent=actor.user_agent,
         request_id=actor.request_id,
     )
+
+
+def _credential_types(mfa_method: str | None) -> str:
+    """CloudTrail's CredentialType list for a completed sign-in."""
+    return {
+        "totp": f"{PASSWORD},{TOTP}",
+        "webauthn": f"{PASSWORD},WEBAUTHN",
+        "passkey": "WEBAUTHN",
+    }.get(mfa_method or "", PASSWORD)

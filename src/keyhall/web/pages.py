@@ -43,6 +43,7 @@ from keyhall.oauth.redirects import find_registered
 from keyhall.settings import Settings
 from keyhall.signin.service import SignInService, SignInStep
 from keyhall.signin.sessions import PortalSession, SessionService
+from keyhall.signin.webauthn import second_factor_stage
 from keyhall.web.security import (
     CSRF_FIELD,
     DEFAULT_CSP,
@@ -75,7 +76,18 @@ SCOPE_DESCRIPTIONS = {
     "aws": "Act on your behalf with AWS",
     "sts:identity_context": "Pass your identity on to AWS STS",
 }
-_SIGN_IN_PATHS = frozenset({"/login", "/login/totp", "/login/change-password", "/logout"})
+_SIGN_IN_PATHS = frozenset(
+    {"/login", "/login/totp", "/login/change-password", "/login/webauthn", "/login/enrol", "/logout"}
+)
+#: The page of each sign-in step after the password (the WebAuthn and enrolment pages live in portal_pages).
+_STAGE_PAGES = {
+    "totp": "/login/totp",
+    "change_password": "/login/change-password",
+    "webauthn": "/login/webauthn",
+    "enrol": "/login/enrol",
+}
+#: Enrolling a first device (installing an app, scanning a code) takes longer than typing a code.
+ENROL_FLOW_SECONDS = 900
 _USER_CODE_CHARS = re.compile(r"[^A-Za-z-]")
 _MAX_STATE = 1024
 
@@ -173,12 +185,16 @@ class _Page:
         return csrf_token(self.csrf_key, pre_session_binding(self.pre_id))
 
     def csrf_ok(self, form: FormData) -> bool:
+        return self.csrf_value_ok(_field(form, CSRF_FIELD, limit=128))
+
+    def csrf_value_ok(self, presented: str | None) -> bool:
+        """The check behind ``csrf_ok``, for a token sent another way (a JSON request's header)."""
         bindings: list[str] = []
         if self.current is not None:
             bindings.append(session_binding(self.current.session.id))
         if self.pre_id is not None:
             bindings.append(pre_session_binding(self.pre_id))
-        return verify_csrf(self.csrf_key, bindings, _field(form, CSRF_FIELD, limit=128))
+        return verify_csrf(self.csrf_key, bindings, presented)
 
     async def form(self) -> FormData:
         return await self.request.form(max_files=0, max_fields=32, max_part_size=64 * 1024)
@@ -235,17 +251,26 @@ class _Page:
 
     # ---- the sign-in flow ----------------------------------------------------------------------
 
-    def flow(self, stage: str) -> dict[str, Any] | None:
+    def flow(self, *stages: str) -> dict[str, Any] | None:
+        """The sign-in flow state if it is at one of ``stages``."""
         state = open_flow(self.flow_key, self.request.cookies.get(FLOW_COOKIE), now=self.clock.timestamp())
-        if state is None or state.get("stage") != stage or not isinstance(state.get("uid"), str):
+        if state is None or state.get("stage") not in stages or not isinstance(state.get("uid"), str):
             return None
         return state
 
     def after_step(
-        self, step: SignInStep, session: PortalSession | None, cookie: str | None, next_url: str
+        self,
+        step: SignInStep,
+        session: PortalSession | None,
+        cookie: str | None,
+        next_url: str,
+        *,
+        stage: str | None = None,
     ) -> Response:
+        """Sign in (``step.next == "done"``) or go to the next step's page; ``stage`` overrides the step's
+        own next step (a second factor chosen after the password: WebAuthn, or a forced enrolment)."""
         flow_attributes = self.cookies.attributes(same_site="strict", path=FLOW_COOKIE_PATH)
-        if step.next == "done":
+        if stage is None and step.next == "done":
             assert session is not None and cookie is not None
             response = self.redirect(_continue_to(next_url))
             max_age = max(0, int(session.expires_at - self.clock.timestamp()))
@@ -254,18 +279,18 @@ class _Page:
             )
             response.delete_cookie(FLOW_COOKIE, **flow_attributes)
             return response
+        stage = stage or step.next
+        seconds = ENROL_FLOW_SECONDS if stage == "enrol" else FLOW_SECONDS
         state = {
             "uid": step.user_id,
             "wf": step.workflow_id,
-            "stage": step.next,
+            "stage": stage,
             "next": next_url,
             "mfa": step.mfa_method,
-            "exp": self.clock.timestamp() + FLOW_SECONDS,
+            "exp": self.clock.timestamp() + seconds,
         }
-        response = self.redirect("/login/totp" if step.next == "totp" else "/login/change-password")
-        response.set_cookie(
-            FLOW_COOKIE, seal_flow(self.flow_key, state), max_age=FLOW_SECONDS, **flow_attributes
-        )
+        response = self.redirect(_STAGE_PAGES[stage])
+        response.set_cookie(FLOW_COOKIE, seal_flow(self.flow_key, state), max_age=seconds, **flow_attributes)
         return response
 
 
@@ -369,12 +394,16 @@ async def login(page: _Page) -> Response:
     actor = request_actor(page.request)
     container = page.container
 
-    def work() -> tuple[SignInStep, PortalSession | None, str | None]:
+    def work() -> tuple[SignInStep, PortalSession | None, str | None, str | None]:
         with container.db.write() as conn:
             step = container.signin.verify_password(conn, user_name, password, actor=actor)
-            return _complete(container, conn, step, actor)
+            # a security key is asked for, or (MFA required, none enrolled) one must be enrolled first
+            stage = second_factor_stage(conn, container.audit, step, actor)
+            if stage is not None:
+                return step, None, None, stage
+            return (*_complete(container, conn, step, actor), None)
 
-    step, session, cookie = await run_in_threadpool(work)
+    step, session, cookie, stage = await run_in_threadpool(work)
     if step.refused:
         return page.render(
             "login.html",
@@ -384,17 +413,19 @@ async def login(page: _Page) -> Response:
             next=next_url,
             user_name=user_name[:128],
         )
-    return page.after_step(step, session, cookie, next_url)
+    return page.after_step(step, session, cookie, next_url, stage=stage)
 
 
 @_page
 async def login_totp(page: _Page) -> Response:
     """Step 2: the code from the authenticator app."""
-    flow = page.flow("totp")
+    # from the security-key step too: a person with both may use their authenticator app instead
+    flow = page.flow("totp", "webauthn")
     if flow is None:
         return page.redirect("/login")
+    webauthn = flow["stage"] == "webauthn"
     if page.request.method == "GET":
-        return page.render("login_totp.html")
+        return page.render("login_totp.html", webauthn=webauthn)
     form = await page.form()
     if not page.csrf_ok(form):
         return page.forbidden()
@@ -416,6 +447,7 @@ async def login_totp(page: _Page) -> Response:
             status=429 if step.retry_after else 400,
             headers=_retry_headers(step),
             error=step.message,
+            webauthn=webauthn,
         )
     return page.after_step(step, session, cookie, str(flow.get("next") or DEFAULT_NEXT))
 
@@ -470,26 +502,6 @@ async def logout(page: _Page) -> Response:
     response = page.redirect("/login")
     response.delete_cookie(SESSION_COOKIE, **page.cookies.attributes(same_site="lax"))
     return response
-
-
-@_page
-async def start(page: _Page) -> Response:
-    """The portal landing page (and the start URL the AWS CLI is configured with)."""
-    current = page.current
-    if current is None:
-        return page.to_login(_this_url(page.request))
-    with page.container.db.read() as conn:
-        instance = require_instance(conn)
-        has_totp = page.container.signin.has_totp(conn, current.user.id)
-    now = page.clock.timestamp()
-    return page.render(
-        "start.html",
-        instance=instance,
-        has_totp=has_totp,
-        mfa_missing=instance.mfa_policy == "required" and not has_totp,
-        signed_in_at=_utc(current.session.auth_time),
-        expires_in=_in(current.session.expires_at - now),
-    )
 
 
 # ---- device verification (RFC 8628 §3.3, §5.1, §5.4) ------------------------------------------------
@@ -813,12 +825,23 @@ class _StaticHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# ---- for the other page modules (portal, admin console): the same plumbing, under public names --------
+
+Page = _Page
+page_endpoint = _page
+form_field = _field
+complete_sign_in = _complete
+this_url = _this_url
+utc_text = _utc
+ago_text = _ago
+in_text = _in
+
+
 routes: list[BaseRoute] = [
     Route("/login", login, methods=["GET", "POST"]),
     Route("/login/totp", login_totp, methods=["GET", "POST"]),
     Route("/login/change-password", login_change_password, methods=["GET", "POST"]),
     Route("/logout", logout, methods=["POST"]),
-    Route("/start", start, methods=["GET"]),
     Route("/device", device_entry, methods=["GET", "POST"]),
     Route("/device/confirm", device_confirm, methods=["POST"]),
     Route("/authorize", authorize, methods=["GET", "POST"]),

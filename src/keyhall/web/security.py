@@ -124,7 +124,8 @@ def safe_next(value: str | None, default: str = DEFAULT_NEXT) -> str:
 
 
 def content_security_policy(*, form_targets: tuple[str, ...] = (), restrict_forms: bool = True) -> str:
-    """No inline script or style, nothing framed, forms only to us (plus a consent page's loopback target).
+    """No inline script or style, nothing framed, forms only to us (plus a consent page's loopback target),
+    and scripts may call back to us only (``connect-src``: the WebAuthn ceremonies' JSON requests).
 
     ``form-action`` also governs the redirect that answers a form POST (Chrome, Firefox), so the consent
     page names the exact loopback origin its Allow/Deny redirects to. CSP host sources cannot express an
@@ -136,6 +137,7 @@ def content_security_policy(*, form_targets: tuple[str, ...] = (), restrict_form
         "style-src 'self'",
         "img-src 'self' data:",
         "script-src 'self'",
+        "connect-src 'self'",
     ]
     if restrict_forms:
         directives.append("form-action " + " ".join(("'self'", *form_targets)))
