@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +75,41 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
             pass
         time.sleep(0.1)
     raise TimeoutError("keyhall serve did not become ready")
+
+
+def serve_keyhall(
+    root: Path, database_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
+    """`keyhall init --demo`, then `keyhall serve` on a free port until the generator is closed."""
+    data_dir = root / "keyhall-data"
+    init = run_keyhall(data_dir, database_url, "init", "--demo")
+    port = free_port()
+    log = (root / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [
+            KEYHALL,
+            "--data-dir",
+            str(data_dir),
+            "--database-url",
+            database_url,
+            "serve",
+            "--port",
+            str(port),
+            "--access-log",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**clean_env(), "KEYHALL_DEVICE_POLL_INTERVAL": "1", **(extra_env or {})},  # quick CLI polling
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield RunningServer(url, data_dir, database_url, process, init.stdout, root / "serve.log")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from e2e.clients import Workstation
-from e2e.conftest import _serve
-from e2e.harness import RunningServer
+from e2e.harness import RunningServer, serve_keyhall
 
 
 @pytest.fixture
 def short_lived_codes(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
-    yield from _serve(tmp_path, database_url, {"KEYHALL_DEVICE_CODE_SECONDS": "5"})
+    yield from serve_keyhall(tmp_path, database_url, {"KEYHALL_DEVICE_CODE_SECONDS": "5"})
 
 
 def test_aws_cli_reports_an_expired_device_code(short_lived_codes: RunningServer, tmp_path: Path) -> None:

@@ -105,6 +105,10 @@ class PortalService:
         self._issuers = issuers
         self._instance_id: str | None = None  # never changes: read once per process
 
+    def issuer_for(self, kind: str) -> CredentialIssuer | None:
+        """The issuer GetRoleCredentials uses for an account kind (the portal pages mint with the same)."""
+        return self._issuers.get(kind)
+
     def authenticate(self, conn: Connection, access_token: str | None) -> TokenContext:
         context = resolve_access_token(conn, self._clock, access_token or "")
         if context is None:

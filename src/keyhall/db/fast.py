@@ -54,7 +54,10 @@ class FastPath:
             try:
                 yield cursor
             except BaseException:
-                connection.rollback() if not self.is_sqlite else cursor.execute("ROLLBACK")
+                if self.is_sqlite:
+                    cursor.execute("ROLLBACK")
+                else:
+                    connection.rollback()
                 raise
             if self.is_sqlite:
                 cursor.execute("COMMIT")

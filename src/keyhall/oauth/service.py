@@ -35,7 +35,6 @@ from keyhall.oauth.clients import (
     Client,
     Registration,
     authenticate_client,
-    load_client,
     register_client,
 )
 from keyhall.oauth.tokens import IssuedTokens, issue_tokens, rotate_refresh_token
@@ -337,9 +336,6 @@ class OidcService:
                     error_code=error.aws_code,
                 ),
             )
-
-    def client(self, conn: Connection, client_id: str) -> Client | None:
-        return load_client(conn, client_id)
 
 
 def _as_user(conn: Connection, actor: Actor, user_id: str | None) -> Actor:

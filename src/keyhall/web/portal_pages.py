@@ -160,9 +160,8 @@ class AccessKeys:
 
 
 def _issuer(portal: PortalService, kind: str) -> CredentialIssuer | None:
-    # The browser must mint with exactly the issuers GetRoleCredentials uses; PortalService keeps them
-    # private, and the hot path is not to change for this.
-    return portal._issuers.get(kind)
+    # the browser mints with exactly the issuers GetRoleCredentials uses
+    return portal.issuer_for(kind)
 
 
 def issue_for_browser_session(
