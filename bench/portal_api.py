@@ -16,6 +16,7 @@ Every response's status is counted (bench/portal.lua); a run with any non-200 is
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import math
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import select, text
 
 from bench.http_servers import HOST, ServerConfig, parse_wrk, running
 from bench.pg import throwaway_cluster
@@ -53,6 +54,8 @@ TOKEN_HEADER = "x-amz-sso_bearer_token"
 #: the issue's targets (issue 3 item 8), for GetRoleCredentials on SQLite with the audit record written
 TARGET_GRC_PER_S = 5000.0
 TARGET_GRC_P99_MS = 25.0
+#: GetRoleCredentials calls per event-loop turn in the in-process breakdown (grc_parts)
+GROUP = 32
 
 
 @dataclass(frozen=True)
@@ -539,17 +542,17 @@ def grc_parts(
 ) -> dict[str, float]:
     """Mean µs of GetRoleCredentials and of its steps, in-process on the same instance (no HTTP).
 
-    ``PortalService.get_role_credentials`` whole; the write transaction alone (`db.fast.write()`); plus the
-    token and entitlement reads; plus the audit insert (so the commit carries it), as
-    ``keyhall.access.portal`` builds it; and minting the credentials (``LocalPortalIssuer.issue``).
+    ``get_role_credentials_grouped``: ``PortalService.get_role_credentials_async`` as the HTTP API runs
+    it, GROUP calls per event-loop turn, per call. ``get_role_credentials``: the synchronous form, whose
+    audit record gets a transaction of its own. Then the steps: the token and entitlement reads on the
+    reader connection; minting (``LocalPortalIssuer.issue``); building the audit record; and writing it, in
+    a transaction of its own or as one of GROUP records in a group commit (per record).
     """
     from keyhall.access import hot_path
     from keyhall.access.portal import IssueRequest
     from keyhall.audit.events import Actor, AuditEvent
     from keyhall.container import Container
     from keyhall.credentials.portal_issuer import LocalPortalIssuer
-    from keyhall.db.engine import build_engine
-    from keyhall.db.fast import FastPath
     from keyhall.directory.models import name_key
     from keyhall.keys import load_master_key
     from keyhall.settings import Settings
@@ -559,45 +562,53 @@ def grc_parts(
     portal, fast, clock = container.portal, container.db.fast, container.clock
     lines = minted.grc_lines
     actor = Actor(type="Anonymous", source_ip="127.0.0.1", user_agent="keyhall-bench", request_id="0" * 32)
+    loop = asyncio.new_event_loop()
 
     def full(i: int) -> None:
         token, account_id, role = lines[i % len(lines)]
         portal.get_role_credentials(actor, token, account_id, role)
 
-    def transaction(_i: int) -> None:
-        with fast.write():
-            pass
+    async def turn(first: int) -> None:
+        await asyncio.gather(
+            *(
+                portal.get_role_credentials_async(actor, *lines[(first + k) % len(lines)])
+                for k in range(GROUP)
+            )
+        )
 
-    def reads(i: int, *, audit: bool = False, path: FastPath = fast) -> None:
+    def grouped(i: int) -> None:
+        if i % GROUP == 0:
+            loop.run_until_complete(turn(i))
+
+    def reads(i: int) -> None:
         token, account_id, role = lines[i % len(lines)]
-        now = clock.timestamp()
-        with path.write() as cursor:
-            owner = hot_path.token_owner(cursor, fast.is_sqlite, token, now)
+        with fast.reader() as cursor:
+            owner = hot_path.token_owner(cursor, fast.is_sqlite, token, clock.timestamp())
             assert owner is not None
             entitled = hot_path.entitlement(cursor, fast.is_sqlite, owner.user_id, account_id, name_key(role))
             assert entitled is not None
-            if audit:
-                user = Actor(
-                    type="IdentityCenterUser",
-                    id=owner.user_id,
-                    name=owner.user_name,
-                    source_ip=actor.source_ip,
-                    user_agent=actor.user_agent,
-                    request_id=actor.request_id,
-                )
-                event = AuditEvent(
-                    "sso.amazonaws.com",
-                    "GetRoleCredentials",
-                    resource_type="Account",
-                    resource_id=account_id,
-                    request_parameters={"accountId": account_id, "roleName": entitled.permission_set_name},
-                    response_elements={"accessKeyId": "ASIA" + "A" * 16, "expiration": now + 3600},
-                    additional_data={
-                        "SessionId": owner.session_id,
-                        "PermissionSetId": entitled.permission_set_id,
-                    },
-                )
-                hot_path.record_audit(cursor, fast.is_sqlite, user, event, now)
+
+    def record(_i: int) -> hot_path.AuditRecord:
+        event = AuditEvent(
+            "sso.amazonaws.com",
+            "GetRoleCredentials",
+            resource_type="Account",
+            resource_id="100000000001",
+            request_parameters={"accountId": "100000000001", "roleName": "Role01"},
+            response_elements={"accessKeyId": "ASIA" + "A" * 16, "expiration": clock.timestamp() + 3600},
+            additional_data={"SessionId": "0" * 36, "PermissionSetId": "ps-" + "0" * 16},
+        )
+        return hot_path.audit_record(actor, event, clock.timestamp())
+
+    def write_one(i: int) -> None:
+        with fast.write() as cursor:
+            hot_path.insert_audit(cursor, fast.is_sqlite, [record(i)])
+
+    def write_grouped(i: int) -> None:
+        if i % GROUP == 0:
+            rows = {hot_path.AUDIT.text(fast.is_sqlite): [record(i) for _ in range(GROUP)]}
+            while not fast.try_write_rows(rows):
+                time.sleep(0.0005)
 
     assert container.local_sts is not None
     issuer = LocalPortalIssuer(container.local_sts)  # what the container hands the portal for local accounts
@@ -607,24 +618,16 @@ def grc_parts(
         duration_seconds=3600,
     )  # fmt: skip
 
-    steps: dict[str, Callable[[int], None]] = {
+    steps: dict[str, Callable[[int], object]] = {
+        "get_role_credentials_grouped": grouped,
         "get_role_credentials": full,
-        "write_transaction": transaction,
-        "transaction_reads": reads,
-        "transaction_reads_audit": lambda i: reads(i, audit=True),
-        "mint_credentials": lambda _i: _discard(issuer.issue(request, now=clock.timestamp())),
+        "reads": reads,
+        "mint_credentials": lambda _i: issuer.issue(request, now=clock.timestamp()),
+        "audit_record": record,
+        "audit_write_own_transaction": write_one,
+        "audit_write_grouped": write_grouped,
     }
-    quiet: Engine | None = None
-    if fast.is_sqlite:
-        # the same transaction on connections with SQLite's automatic WAL checkpoint off (what a background
-        # checkpointer would allow): how much of the audit write is the checkpoint inside some commits
-        quiet = build_engine(instance.url)
-        event.listen(quiet, "connect", _no_autocheckpoint)
-        no_checkpoint = FastPath(quiet, is_sqlite=True)
-        steps["transaction_reads_audit_no_autocheckpoint"] = lambda i: reads(
-            i, audit=True, path=no_checkpoint
-        )
-    parts: dict[str, float] = {}
+    parts: dict[str, float] = {"group": GROUP}
     try:
         for name, step in steps.items():
             for i in range(100):
@@ -632,25 +635,14 @@ def grc_parts(
             started = time.perf_counter()
             deadline = started + max_seconds
             done = 0
-            while done < rounds and time.perf_counter() < deadline:
+            while done < rounds and (done % GROUP or time.perf_counter() < deadline):
                 step(done)
                 done += 1
             parts[name] = round((time.perf_counter() - started) / done * 1e6, 1)
     finally:
-        if quiet is not None:
-            with quiet.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            quiet.dispose()
+        loop.close()
         container.db.dispose()
     return parts
-
-
-def _discard(_value: object) -> None:
-    return None
-
-
-def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _facts(instance: Instance) -> dict[str, Any]:

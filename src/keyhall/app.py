@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyhall.api import federation as federation_api
 from keyhall.api import sso_oidc, sso_portal
@@ -28,19 +29,18 @@ from keyhall.web import pages as web_pages
 
 log = logging.getLogger("keyhall.http")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 
 class RequestContextMiddleware:
     """Gives every request an id (``x-amzn-RequestId``) and writes one access-log line without the query
-    string, where OAuth and SCIM clients may put sensitive values."""
+    string, where OAuth and SCIM clients may put sensitive values. ``hot_paths`` maps a path to a bare ASGI
+    app that serves it without Starlette's router (GetRoleCredentials: keyhall.api.sso_portal)."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, access_log: bool = False, hot_paths: dict[str, ASGIApp] | None = None
+    ) -> None:
         self.app = app
         self.access_log = access_log
+        self.hot_paths = hot_paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +52,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -63,7 +63,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.hot_paths.get(scope["path"], self.app)(scope, receive, send_with_id)
         finally:
             if self.access_log and log.isEnabledFor(logging.INFO):
                 log.info(
@@ -110,12 +110,26 @@ def create_app(container: Container) -> Starlette:
     routes += web_pages.routes + admin_pages.routes + console_pages.routes
     if container.local_sts is not None:
         routes.append(Route("/", _root_dispatcher(container), methods=["GET", "POST"]))
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        container.db.start_background()
+        try:
+            yield
+        finally:
+            container.db.stop_background()
+
     app = Starlette(
         routes=routes,
+        lifespan=lifespan,
         exception_handlers={KeyhallError: on_keyhall_error, Exception: on_unexpected},
     )
     app.state.container = container
-    app.add_middleware(RequestContextMiddleware, access_log=container.settings.access_log)
+    app.add_middleware(
+        RequestContextMiddleware,
+        access_log=container.settings.access_log,
+        hot_paths={sso_portal.ROLE_CREDENTIALS_PATH: sso_portal.role_credentials_app(container)},
+    )
     return app
 
 

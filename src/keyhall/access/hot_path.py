@@ -7,7 +7,6 @@ service test runs both paths against the same data.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import orjson
@@ -15,6 +14,7 @@ import orjson
 from keyhall.audit.events import Actor, AuditEvent
 from keyhall.crypto import token_hash
 from keyhall.db.fast import Cursor, Statement
+from keyhall.ids import new_time_ordered_uuid
 from keyhall.oauth.tokens import ACCESS_PREFIX
 
 TOKEN = Statement(
@@ -77,26 +77,35 @@ def _json(value: object) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def record_audit(cursor: Cursor, is_sqlite: bool, actor: Actor, event: AuditEvent, now: float) -> None:
-    cursor.execute(
-        AUDIT.text(is_sqlite),
-        (
-            str(uuid.uuid4()),
-            now,
-            event.event_source,
-            event.event_name,
-            actor.type,
-            actor.id,
-            actor.name,
-            actor.source_ip,
-            (actor.user_agent or "")[:512] or None,
-            actor.request_id,
-            event.resource_type,
-            event.resource_id,
-            _json(event.request_parameters),
-            _json(event.response_elements),
-            _json(event.additional_data),
-            event.error_code,
-            event.read_only,
-        ),
+AuditRecord = tuple[object, ...]
+
+
+def audit_record(actor: Actor, event: AuditEvent, now: float) -> AuditRecord:
+    """The AUDIT statement's parameters for one record (driver-neutral: the JSON columns as text)."""
+    return (
+        new_time_ordered_uuid(),
+        now,
+        event.event_source,
+        event.event_name,
+        actor.type,
+        actor.id,
+        actor.name,
+        actor.source_ip,
+        (actor.user_agent or "")[:512] or None,
+        actor.request_id,
+        event.resource_type,
+        event.resource_id,
+        _json(event.request_parameters),
+        _json(event.response_elements),
+        _json(event.additional_data),
+        event.error_code,
+        event.read_only,
     )
+
+
+def insert_audit(cursor: Cursor, is_sqlite: bool, records: list[AuditRecord]) -> None:
+    cursor.executemany(AUDIT.text(is_sqlite), records)
+
+
+def record_audit(cursor: Cursor, is_sqlite: bool, actor: Actor, event: AuditEvent, now: float) -> None:
+    cursor.execute(AUDIT.text(is_sqlite), audit_record(actor, event, now))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import Connection, select
+from starlette.concurrency import run_in_threadpool
 
 from keyhall.access import hot_path, store
 from keyhall.access.models import Account
@@ -81,6 +82,30 @@ class IssueRequest:
     user_name: str
     session_id: str
     duration_seconds: int
+    account_kind: str = "local"
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A GetRoleCredentials request that passed its checks: what to mint, with which issuer, for whom."""
+
+    request: IssueRequest
+    issuer: CredentialIssuer
+    user: Actor  # the audit record's actor: the signed-in user, from the caller's address
+    access_token: str
+    role_key: str  # the permission set's name key, for the re-check after a network issuer
+    now: float
+
+
+def _grc_event(request: IssueRequest) -> AuditEvent:
+    return AuditEvent(
+        SOURCE,
+        "GetRoleCredentials",
+        resource_type="Account",
+        resource_id=request.account_id,
+        request_parameters={"accountId": request.account_id, "roleName": request.permission_set_name},
+        additional_data={"SessionId": request.session_id, "PermissionSetId": request.permission_set_id},
+    )
 
 
 class CredentialIssuer(Protocol):
@@ -172,10 +197,37 @@ class PortalService:
     def get_role_credentials(
         self, actor: Actor, access_token: str | None, account_id: str | None, role_name: str | None
     ) -> IssuedRoleCredentials:
-        """The hot path: one write transaction holding the token check, the entitlement check, the
-        minting and the audit record, so no credential exists without its record. It runs on the raw
-        driver (keyhall.access.hot_path) because it is the call every SDK makes most. Accounts whose
-        issuer calls out over the network (``aws``) take ``_issue_outside_transaction`` after the checks."""
+        """GetRoleCredentials with its audit record committed in a transaction of its own, for callers off
+        the event loop; the HTTP API uses ``get_role_credentials_async`` (group commit)."""
+        checked = self._check(actor, access_token, account_id, role_name)
+        if checked.request.account_kind in ISSUED_OUTSIDE_TRANSACTIONS:
+            return self._issue_outside_transaction(checked)
+        credentials, record = self._mint(checked)
+        fast = self._db.fast
+        with fast.write() as cursor:
+            hot_path.insert_audit(cursor, fast.is_sqlite, [record])
+        return credentials
+
+    async def get_role_credentials_async(
+        self, actor: Actor, access_token: str | None, account_id: str | None, role_name: str | None
+    ) -> IssuedRoleCredentials:
+        """The hot path, as the SDKs call it: the token and entitlement are read (no lock), the credentials
+        minted, and the audit record group-committed (keyhall.db.group_commit); the credentials are
+        returned only once their record is committed. An issuer that calls out over the network (``aws``)
+        runs on a worker thread, so the event loop goes on serving others while STS answers."""
+        checked = self._check(actor, access_token, account_id, role_name)
+        if checked.request.account_kind in ISSUED_OUTSIDE_TRANSACTIONS:
+            return await run_in_threadpool(self._issue_outside_transaction, checked)
+        credentials, record = self._mint(checked)
+        await self._db.fast.write_grouped(hot_path.AUDIT, record)
+        return credentials
+
+    def _check(
+        self, actor: Actor, access_token: str | None, account_id: str | None, role_name: str | None
+    ) -> _Checked:
+        """Who is asking and for what they are entitled, read from current data on the raw driver
+        (keyhall.access.hot_path), in autocommit: a disabled user, an ended session, a removed assignment
+        or membership committed before this read refuses the request."""
         if not account_id or not is_account_id(account_id):
             raise ValidationError("account_id must be a 12-digit account id")
         if not role_name or len(role_name) > 32:
@@ -183,67 +235,21 @@ class PortalService:
         instance_id = self._instance_id or self._load_instance_id()
         fast = self._db.fast
         now = self._clock.timestamp()
-        with fast.write() as cursor:
+        with fast.reader() as cursor:
             owner = hot_path.token_owner(cursor, fast.is_sqlite, access_token or "", now)
             if owner is None:
                 raise UnauthorizedError("Session token not found or invalid")
             entitled = hot_path.entitlement(
                 cursor, fast.is_sqlite, owner.user_id, account_id, name_key(role_name)
             )
-            if entitled is None:
-                raise ForbiddenError("No access")
-            issuer = self._issuers.get(entitled.account_kind)
-            if issuer is None:
-                raise FederationNotConfiguredError(
-                    f"Account {account_id} is a real AWS account and federation is not configured"
-                    " on this instance"
-                )
-            if entitled.account_kind not in ISSUED_OUTSIDE_TRANSACTIONS:
-                credentials = issuer.issue(
-                    IssueRequest(
-                        instance_id=instance_id,
-                        account_id=account_id,
-                        permission_set_id=entitled.permission_set_id,
-                        permission_set_name=entitled.permission_set_name,
-                        user_id=owner.user_id,
-                        user_name=owner.user_name,
-                        session_id=owner.session_id,
-                        duration_seconds=entitled.session_seconds,
-                    ),
-                    now=now,
-                )
-                hot_path.record_audit(
-                    cursor,
-                    fast.is_sqlite,
-                    Actor(
-                        type="IdentityCenterUser",
-                        id=owner.user_id,
-                        name=owner.user_name,
-                        source_ip=actor.source_ip,
-                        user_agent=actor.user_agent,
-                        request_id=actor.request_id,
-                    ),
-                    AuditEvent(
-                        SOURCE,
-                        "GetRoleCredentials",
-                        resource_type="Account",
-                        resource_id=account_id,
-                        request_parameters={
-                            "accountId": account_id,
-                            "roleName": entitled.permission_set_name,
-                        },
-                        response_elements={
-                            "accessKeyId": credentials.access_key_id,
-                            "expiration": credentials.expiration,
-                        },
-                        additional_data={
-                            "SessionId": owner.session_id,
-                            "PermissionSetId": entitled.permission_set_id,
-                        },
-                    ),
-                    now,
-                )
-                return credentials
+        if entitled is None:
+            raise ForbiddenError("No access")
+        issuer = self._issuers.get(entitled.account_kind)
+        if issuer is None:
+            raise FederationNotConfiguredError(
+                f"Account {account_id} is a real AWS account and federation is not configured"
+                " on this instance"
+            )
         request = IssueRequest(
             instance_id=instance_id,
             account_id=account_id,
@@ -253,35 +259,37 @@ class PortalService:
             user_name=owner.user_name,
             session_id=owner.session_id,
             duration_seconds=entitled.session_seconds,
+            account_kind=entitled.account_kind,
         )
-        return self._issue_outside_transaction(actor, access_token or "", issuer, request, role_name)
-
-    def _issue_outside_transaction(
-        self, actor: Actor, access_token: str, issuer: CredentialIssuer, request: IssueRequest, role_name: str
-    ) -> IssuedRoleCredentials:
-        """GetRoleCredentials for an issuer that calls out (AWS STS): the call happens after the checking
-        transaction has ended, never inside one. A second short transaction re-checks the token and the
-        entitlement (either may have ended while STS answered) and writes the audit record; if that fails,
-        the credentials are not returned. A refusal is audited too, with the upstream error code."""
         user = Actor(
             type="IdentityCenterUser",
-            id=request.user_id,
-            name=request.user_name,
+            id=owner.user_id,
+            name=owner.user_name,
             source_ip=actor.source_ip,
             user_agent=actor.user_agent,
             request_id=actor.request_id,
         )
-        event = AuditEvent(
-            SOURCE,
-            "GetRoleCredentials",
-            resource_type="Account",
-            resource_id=request.account_id,
-            request_parameters={"accountId": request.account_id, "roleName": request.permission_set_name},
-            additional_data={"SessionId": request.session_id, "PermissionSetId": request.permission_set_id},
-        )
+        return _Checked(request, issuer, user, access_token or "", name_key(role_name), now)
+
+    def _mint(self, checked: _Checked) -> tuple[IssuedRoleCredentials, hot_path.AuditRecord]:
+        credentials = checked.issuer.issue(checked.request, now=checked.now)
+        event = _grc_event(checked.request)
+        event.response_elements = {
+            "accessKeyId": credentials.access_key_id,
+            "expiration": credentials.expiration,
+        }
+        return credentials, hot_path.audit_record(checked.user, event, checked.now)
+
+    def _issue_outside_transaction(self, checked: _Checked) -> IssuedRoleCredentials:
+        """GetRoleCredentials for an issuer that calls out (AWS STS): the call happens outside any
+        transaction. A short write transaction then re-checks the token and the entitlement (either may
+        have ended while STS answered) and writes the audit record; if that fails, the credentials are not
+        returned. A refusal is audited too, with the upstream error code."""
+        request, user = checked.request, checked.user
+        event = _grc_event(request)
         fast = self._db.fast
         try:
-            credentials = issuer.issue(request, now=self._clock.timestamp())
+            credentials = checked.issuer.issue(request, now=self._clock.timestamp())
         except Exception as error:
             if isinstance(error, CredentialIssueError):
                 event.error_code = error.upstream_code or error.aws_code
@@ -296,11 +304,11 @@ class PortalService:
             raise
         now = self._clock.timestamp()
         with fast.write() as cursor:
-            owner = hot_path.token_owner(cursor, fast.is_sqlite, access_token, now)
+            owner = hot_path.token_owner(cursor, fast.is_sqlite, checked.access_token, now)
             if owner is None or owner.session_id != request.session_id:
                 raise UnauthorizedError("Session token not found or invalid")
             entitled = hot_path.entitlement(
-                cursor, fast.is_sqlite, owner.user_id, request.account_id, name_key(role_name)
+                cursor, fast.is_sqlite, owner.user_id, request.account_id, checked.role_key
             )
             if entitled is None or entitled.permission_set_id != request.permission_set_id:
                 raise ForbiddenError("No access")

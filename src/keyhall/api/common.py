@@ -15,12 +15,18 @@ from keyhall.errors import InvalidRequest, OAuthError, ValidationError
 def client_ip(request: Request, trusted_proxies: tuple[str, ...] = ()) -> str | None:
     """The peer address; X-Forwarded-For is believed only from configured proxies (security.md §0.14)."""
     peer = request.client.host if request.client else None
-    if peer and trusted_proxies and "x-forwarded-for" in request.headers:
+    return believed_address(peer, request.headers.get("x-forwarded-for"), trusted_proxies)
+
+
+def believed_address(
+    peer: str | None, forwarded_for: str | None, trusted_proxies: tuple[str, ...]
+) -> str | None:
+    """``peer``, or the last X-Forwarded-For hop when ``peer`` is one of the trusted proxies."""
+    if peer and trusted_proxies and forwarded_for is not None:
         try:
             peer_ip = ipaddress.ip_address(peer)
             if any(peer_ip in ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies):
-                forwarded = request.headers["x-forwarded-for"].split(",")[-1].strip()
-                return str(ipaddress.ip_address(forwarded))
+                return str(ipaddress.ip_address(forwarded_for.split(",")[-1].strip()))
         except ValueError:
             return peer
     return peer

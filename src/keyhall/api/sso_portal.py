@@ -5,17 +5,24 @@ The bearer token travels in ``x-amz-sso_bearer_token``; ``expiration`` is in epo
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import parse_qsl
+
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyhall.api.common import request_actor
+from keyhall.api.common import believed_address, request_actor
+from keyhall.audit.events import Actor
 from keyhall.container import Container
 from keyhall.errors import KeyhallError, ValidationError
 from keyhall.protocols.errors import render_rest_json
 
 TOKEN_HEADER = "x-amz-sso_bearer_token"  # noqa: S105 (a header name, not a secret)
+
+log = logging.getLogger("keyhall.portal")
 
 
 def _rid(request: Request) -> str:
@@ -79,27 +86,71 @@ async def list_account_roles(request: Request) -> Response:
     return _json(body)
 
 
-async def get_role_credentials(request: Request) -> Response:
-    container: Container = request.app.state.container
-    try:
-        credentials = container.portal.get_role_credentials(
-            request_actor(request),
-            request.headers.get(TOKEN_HEADER),
-            request.query_params.get("account_id"),
-            request.query_params.get("role_name"),
+def role_credentials_app(container: Container) -> ASGIApp:
+    """GetRoleCredentials as a bare ASGI app, which the app's outer layer calls for its one path.
+
+    It is the call every SDK process makes, so it skips Starlette's routing, Request and Response objects
+    (measured in docs/performance.md): the three parameters are read straight from the scope."""
+    portal = container.portal
+    trusted_proxies = container.settings.trusted_proxies
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "GET":
+            response: Response = PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "GET"})
+            await response(scope, receive, send)
+            return
+        token = agent = forwarded = None
+        for name, value in scope["headers"]:
+            if name == b"x-amz-sso_bearer_token":
+                token = value.decode("latin-1")
+            elif name == b"user-agent":
+                agent = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded = value.decode("latin-1")
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        request_id = scope["state"]["request_id"]
+        client = scope.get("client")
+        actor = Actor(
+            type="Anonymous",
+            source_ip=believed_address(client[0] if client else None, forwarded, trusted_proxies),
+            user_agent=agent,
+            request_id=request_id,
         )
-    except KeyhallError as error:
-        return render_rest_json(error, _rid(request))
-    return _json(
-        {
-            "roleCredentials": {
-                "accessKeyId": credentials.access_key_id,
-                "secretAccessKey": credentials.secret_access_key,
-                "sessionToken": credentials.session_token,
-                "expiration": int(credentials.expiration * 1000),  # milliseconds (real-clients.md §3)
+        try:
+            credentials = await portal.get_role_credentials_async(
+                actor, token, query.get("account_id"), query.get("role_name")
+            )
+        except KeyhallError as error:
+            await render_rest_json(error, request_id)(scope, receive, send)
+            return
+        except Exception as error:
+            log.exception("GetRoleCredentials failed", exc_info=error)
+            await render_rest_json(KeyhallError(), request_id)(scope, receive, send)
+            return
+        body = orjson.dumps(
+            {
+                "roleCredentials": {
+                    "accessKeyId": credentials.access_key_id,
+                    "secretAccessKey": credentials.secret_access_key,
+                    "sessionToken": credentials.session_token,
+                    "expiration": int(credentials.expiration * 1000),  # milliseconds (real-clients.md §3)
+                }
             }
-        }
-    )
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 async def logout(request: Request) -> Response:
@@ -111,9 +162,10 @@ async def logout(request: Request) -> Response:
     return Response(b"", status_code=200)
 
 
+#: GetRoleCredentials' path, served by ``role_credentials_app`` outside the router
+ROLE_CREDENTIALS_PATH = "/federation/credentials"
 routes = [
     Route("/assignment/accounts", list_accounts, methods=["GET"]),
     Route("/assignment/roles", list_account_roles, methods=["GET"]),
-    Route("/federation/credentials", get_role_credentials, methods=["GET"]),
     Route("/logout", logout, methods=["POST"]),
 ]

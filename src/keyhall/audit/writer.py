@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import Connection, insert
@@ -10,6 +9,7 @@ from sqlalchemy import Connection, insert
 from keyhall.audit.events import Actor, AuditEvent, redact
 from keyhall.clock import Clock
 from keyhall.db.tables import audit_events
+from keyhall.ids import new_time_ordered_uuid
 
 
 class AuditWriter:
@@ -18,7 +18,7 @@ class AuditWriter:
 
     def record(self, conn: Connection, actor: Actor, event: AuditEvent) -> str:
         """Insert one record; any failure propagates and so fails (rolls back) the whole request."""
-        event_id = str(uuid.uuid4())
+        event_id = new_time_ordered_uuid()
         conn.execute(insert(audit_events).values(**self.row(actor, event, event_id)))
         return event_id
 

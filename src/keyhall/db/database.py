@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from keyhall.db.engine import WRITE_OPTION, build_engine, is_sqlite
 from keyhall.db.fast import FastPath
+from keyhall.db.wal import WalCheckpointer
 from keyhall.errors import ServiceUnavailableError
 
 
@@ -23,11 +24,29 @@ class Database:
         self.engine = engine or build_engine(url)
         self.is_sqlite = is_sqlite(url)
         self.fast = FastPath(self.engine, is_sqlite=self.is_sqlite)
+        queue = self.fast.queue  # None unless SQLite on a file
+        path = self.engine.url.database
+        self._checkpointer = WalCheckpointer(path, queue) if queue is not None and path else None
+
+    def start_background(self) -> None:
+        """What a server process runs beside its requests: SQLite's WAL checkpoints (keyhall.db.wal)."""
+        if self._checkpointer is not None:
+            self._checkpointer.start()
+
+    def stop_background(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed when the block ends without an exception."""
-        with self._connect(write=True) as conn, conn.begin():
+        """A read-write transaction, committed when the block ends without an exception. On SQLite it first
+        queues with the other writers of every process (keyhall.db.fast.WriteQueue)."""
+        queue = self.fast.queue
+        if queue is None:
+            with self._connect(write=True) as conn, conn.begin():
+                yield conn
+            return
+        with queue.held(), self._connect(write=True) as conn, conn.begin():
             yield conn
 
     @contextmanager
@@ -58,4 +77,6 @@ class Database:
         return True
 
     def dispose(self) -> None:
+        self.stop_background()
+        self.fast.dispose()
         self.engine.dispose()

@@ -14,6 +14,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 
+from keyhall.db.wal import AUTOCHECKPOINT_PAGES
+
 #: execution option marking a connection whose transaction will write
 WRITE_OPTION = "keyhall_write"
 
@@ -39,6 +41,8 @@ def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> Non
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses at most the last commits
+        # a server checkpoints on a thread of its own (keyhall.db.wal); this is the safety net
+        cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     finally:
         cursor.close()
 
