@@ -21,6 +21,7 @@ from keyhall.directory.models import UserSpec
 from keyhall.errors import ServiceUnavailableError
 from keyhall.instance import create_instance
 from keyhall.oauth.tokens import issue_tokens
+from loops import loop_thread, run_async
 
 ONLY_POSTGRESQL = [d for d in DATABASES if d == "postgresql"]
 ONLY_SQLITE = [d for d in DATABASES if d == "sqlite"]
@@ -67,7 +68,7 @@ def test_concurrent_requests_are_each_audited_once(container: Container, token: 
         )
         return [c.access_key_id for c in issued]
 
-    keys = asyncio.run(many())
+    keys = run_async(many)
     assert len(set(keys)) == 40
     assert sorted(_grc_records(container)) == sorted(keys)
 
@@ -106,7 +107,7 @@ def test_no_credentials_leave_when_their_audit_record_cannot_be_written(
             return_exceptions=True,
         )
 
-    outcomes = asyncio.run(many())
+    outcomes = run_async(many)
     assert all(isinstance(o, ServiceUnavailableError) for o in outcomes), outcomes
     with pytest.raises(Exception, match="audit store refuses"):  # the one-transaction path refuses too
         container.portal.get_role_credentials(CALLER, token, ACCOUNT, "ReadOnly")
@@ -115,7 +116,7 @@ def test_no_credentials_leave_when_their_audit_record_cannot_be_written(
         conn.execute(
             text("DROP TRIGGER refuse_audit" + ("" if container.db.is_sqlite else " ON audit_events"))
         )
-    assert asyncio.run(container.portal.get_role_credentials_async(CALLER, token, ACCOUNT, "ReadOnly"))
+    assert run_async(lambda: container.portal.get_role_credentials_async(CALLER, token, ACCOUNT, "ReadOnly"))
     assert len(_grc_records(container)) == 1
 
 
@@ -124,18 +125,25 @@ def test_the_reader_connection_comes_back_after_the_database_drops_it(
     container: Container, token: str
 ) -> None:
     portal = container.portal
-    assert portal.get_role_credentials(CALLER, token, ACCOUNT, "ReadOnly")
-    with container.db.write() as conn:  # what a server restart or an idle timeout does to it
-        ended = conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).all()
-    assert ended
-    with pytest.raises(ServiceUnavailableError):
-        portal.get_role_credentials(CALLER, token, ACCOUNT, "ReadOnly")
-    assert portal.get_role_credentials(CALLER, token, ACCOUNT, "ReadOnly")  # a fresh connection
+    with loop_thread() as run:
+
+        def on_the_loop() -> object:
+            return run(lambda: portal.get_role_credentials_async(CALLER, token, ACCOUNT, "ReadOnly"))
+
+        assert on_the_loop()
+        with container.db.write() as conn:  # what a server restart or an idle timeout does to it
+            ended = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        assert ended
+        # the pool checks a connection before lending it, so the synchronous path never notices
+        assert portal.get_role_credentials(CALLER, token, ACCOUNT, "ReadOnly")
+        with pytest.raises(ServiceUnavailableError):  # the loop thread's own connection fails once ...
+            on_the_loop()
+        assert on_the_loop()  # ... and is replaced
 
 
 def test_the_write_queue_is_shared_between_processes_and_reentrant(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from keyhall.db.group_commit import GroupCommitter, Row
 from keyhall.errors import ServiceUnavailableError
+from loops import run_async
 
 
 class Writer:
@@ -34,7 +35,7 @@ def test_rows_of_one_turn_share_one_transaction() -> None:
         await asyncio.gather(*(committer.write("INSERT a", (i,)) for i in range(10)))
         await committer.write("INSERT a", (10,))  # a later turn: a transaction of its own
 
-    asyncio.run(scenario())
+    run_async(scenario)
     assert writer.batches == [{"INSERT a": [(i,) for i in range(10)]}, {"INSERT a": [(10,)]}]
 
 
@@ -53,7 +54,7 @@ def test_a_request_answers_only_after_its_row_is_written() -> None:
         second = asyncio.ensure_future(request(2))  # joins the batch still waiting
         await asyncio.gather(first, second)
 
-    asyncio.run(scenario())
+    run_async(scenario)
     assert writer.batches == [{"INSERT a": [(1,), (2,)]}]
     assert seen == [1, 1]
 
@@ -70,7 +71,7 @@ def test_a_failed_write_fails_every_request_in_it_and_the_next_batch_starts_clea
         await committer.write("INSERT a", (99,))
         return list(results)
 
-    results = asyncio.run(scenario())
+    results = run_async(scenario)
     assert all(isinstance(r, ServiceUnavailableError) for r in results)
     assert writer.batches == [{"INSERT a": [(99,)]}]
 
@@ -84,15 +85,15 @@ def test_statements_are_kept_apart_within_a_batch() -> None:
             committer.write("A", (1,)), committer.write("B", (2,)), committer.write("A", (3,))
         )
 
-    asyncio.run(scenario())
+    run_async(scenario)
     assert writer.batches == [{"A": [(1,), (3,)], "B": [(2,)]}]
 
 
 def test_each_event_loop_has_its_own_batch() -> None:
     writer = Writer()
     committer = GroupCommitter(writer)
-    asyncio.run(committer.write("A", (1,)))
-    asyncio.run(committer.write("A", (2,)))  # a new loop after the first closed
+    run_async(lambda: committer.write("A", (1,)))
+    run_async(lambda: committer.write("A", (2,)))  # a new loop after the first closed
     assert writer.batches == [{"A": [(1,)]}, {"A": [(2,)]}]
 
 
@@ -104,6 +105,6 @@ def test_every_row_is_written_exactly_once(count: int) -> None:
     async def scenario() -> None:
         await asyncio.gather(*(committer.write("A", (i,)) for i in range(count)))
 
-    asyncio.run(scenario())
+    run_async(scenario)
     written = [row for batch in writer.batches for row in batch["A"]]
     assert sorted(written) == [(i,) for i in range(count)]

@@ -199,7 +199,7 @@ class PortalService:
     ) -> IssuedRoleCredentials:
         """GetRoleCredentials with its audit record committed in a transaction of its own, for callers off
         the event loop; the HTTP API uses ``get_role_credentials_async`` (group commit)."""
-        checked = self._check(actor, access_token, account_id, role_name)
+        checked = self._check(actor, access_token, account_id, role_name, on_event_loop=False)
         if checked.request.account_kind in ISSUED_OUTSIDE_TRANSACTIONS:
             return self._issue_outside_transaction(checked)
         credentials, record = self._mint(checked)
@@ -215,7 +215,7 @@ class PortalService:
         minted, and the audit record group-committed (keyhall.db.group_commit); the credentials are
         returned only once their record is committed. An issuer that calls out over the network (``aws``)
         runs on a worker thread, so the event loop goes on serving others while STS answers."""
-        checked = self._check(actor, access_token, account_id, role_name)
+        checked = self._check(actor, access_token, account_id, role_name, on_event_loop=True)
         if checked.request.account_kind in ISSUED_OUTSIDE_TRANSACTIONS:
             return await run_in_threadpool(self._issue_outside_transaction, checked)
         credentials, record = self._mint(checked)
@@ -223,11 +223,18 @@ class PortalService:
         return credentials
 
     def _check(
-        self, actor: Actor, access_token: str | None, account_id: str | None, role_name: str | None
+        self,
+        actor: Actor,
+        access_token: str | None,
+        account_id: str | None,
+        role_name: str | None,
+        *,
+        on_event_loop: bool,
     ) -> _Checked:
         """Who is asking and for what they are entitled, read from current data on the raw driver
         (keyhall.access.hot_path), in autocommit: a disabled user, an ended session, a removed assignment
-        or membership committed before this read refuses the request."""
+        or membership committed before this read refuses the request. An event loop reads on its own
+        long-lived connection; any other thread borrows one from the pool."""
         if not account_id or not is_account_id(account_id):
             raise ValidationError("account_id must be a 12-digit account id")
         if not role_name or len(role_name) > 32:
@@ -235,7 +242,7 @@ class PortalService:
         instance_id = self._instance_id or self._load_instance_id()
         fast = self._db.fast
         now = self._clock.timestamp()
-        with fast.reader() as cursor:
+        with fast.reader() if on_event_loop else fast.read() as cursor:
             owner = hot_path.token_owner(cursor, fast.is_sqlite, access_token or "", now)
             if owner is None:
                 raise UnauthorizedError("Session token not found or invalid")

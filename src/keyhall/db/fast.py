@@ -126,7 +126,10 @@ class FastPath:
     @contextmanager
     def reader(self) -> Iterator[Cursor]:
         """A cursor on this thread's own autocommit connection: each statement reads the latest committed
-        data and holds no transaction open (so on SQLite it never holds back a WAL checkpoint)."""
+        data and holds no transaction open (so on SQLite it never holds back a WAL checkpoint).
+
+        For event-loop threads, which live as long as the process: the connection stays checked out of
+        the engine's pool until ``dispose``. Other threads use ``read``."""
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._open_reader()
@@ -135,6 +138,21 @@ class FastPath:
         except self._driver_error as exc:
             self._drop_reader()  # a broken connection (server restart): the next call opens another
             raise ServiceUnavailableError("The database is unavailable") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        """A cursor on a pooled connection for a short read, given back afterwards (any thread)."""
+        try:
+            connection = self._engine.raw_connection()
+        except OperationalError as exc:
+            raise ServiceUnavailableError("The database is unavailable") from exc
+        try:
+            yield connection.cursor()
+        except self._driver_error as exc:
+            connection.invalidate()
+            raise ServiceUnavailableError("The database is unavailable") from exc
+        finally:
+            connection.close()  # back to the pool, whose reset ends any transaction the read began
 
     def _open_reader(self) -> Cursor:
         try:
