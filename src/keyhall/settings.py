@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds between device-grant polls that clients are told to keep.",
     )
+    device_approval_max_auth_age: int = Field(
+        default=900,
+        ge=60,
+        le=86_400,
+        description="Seconds after signing in (password, and MFA where the person has it) within which a"
+        " device code may be approved; an older sign-in is asked again (RFC 8628 §5.4, security.md §1.3 d).",
+    )
     access_log: bool = Field(
         default=False,
         description="One JSON line per request (method, path, status, time); measured to halve throughput.",

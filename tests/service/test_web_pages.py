@@ -98,9 +98,11 @@ def hidden_fields(response: httpx.Response) -> dict[str, str]:
 
 
 def sign_in(
-    web: Web, user_name: str = "alice", password: str = PASSWORD, next_url: str = ""
+    web: Web, user_name: str = "alice", password: str = PASSWORD, next_url: str = "", *, again: bool = False
 ) -> httpx.Response:
-    page = web.client.get("/login", params={"next": next_url} if next_url else None)
+    """Through the sign-in page; ``again`` signs a signed-in person in once more."""
+    params = {**({"next": next_url} if next_url else {}), **({"again": "1"} if again else {})}
+    page = web.client.get("/login", params=params or None)
     response: httpx.Response = web.client.post(
         "/login", data={"csrf": csrf_of(page), "user_name": user_name, "password": password, "next": next_url}
     )
@@ -470,6 +472,42 @@ def test_device_deny(web: Web) -> None:
     assert audit_names(web)[-1] == "DenyDeviceAuthorization"
 
 
+def test_device_approval_needs_a_recent_sign_in(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    shorter = web.container.settings.model_copy(update={"device_approval_max_auth_age": 300})
+    monkeypatch.setattr(web.container, "settings", shorter)  # under the device code's 600 s
+    started, _, _ = start_device(web)
+    sign_in(web)
+    page = web.client.get("/device", params={"user_code": started.user_code})
+    confirm = web.client.post("/device", data={"csrf": csrf_of(page), "user_code": started.user_code})
+    assert confirm.status_code == 200
+    web.clock.advance(301)  # the confirm page sat open past the limit: a live session is not enough
+
+    late = web.client.post("/device/confirm", data={**hidden_fields(confirm), "decision": "approve"})
+    assert late.status_code == 303
+    query = parse_qs(urlsplit(late.headers["location"]).query)
+    assert query["again"] == ["1"] and query["next"] == [f"/device?user_code={started.user_code}"]
+    assert device_status(web)[0] == "PENDING"
+    assert web.client.get("/device").headers["location"].startswith("/login?")  # every device page asks
+
+    again = web.client.get(late.headers["location"])  # signed in, yet the page asks again
+    assert again.status_code == 200
+    assert "Approving a device needs a recent sign-in" in again.text
+    assert 'value="alice"' in again.text
+    back = sign_in(web, next_url=query["next"][0], again=True)
+    assert back.headers["location"] == query["next"][0]
+    page = web.client.get(back.headers["location"])
+    assert page.status_code == 200 and f'value="{started.user_code}"' in page.text
+    confirm = web.client.post("/device", data={"csrf": csrf_of(page), "user_code": started.user_code})
+    done = web.client.post("/device/confirm", data={**hidden_fields(confirm), "decision": "approve"})
+    assert "Device approved" in done.text and device_status(web)[0] == "APPROVED"
+
+
+def test_sign_in_page_sends_a_signed_in_person_on_unless_asked_again(web: Web) -> None:
+    sign_in(web)
+    assert web.client.get("/login", params={"next": "/start"}).headers["location"] == "/start"
+    assert web.client.get("/login", params={"next": "/start", "again": "1"}).status_code == 200
+
+
 def test_expired_device_code_is_refused(web: Web) -> None:
     started, _, _ = start_device(web)
     sign_in(web)
@@ -499,6 +537,8 @@ def test_user_code_guessing_is_throttled_per_address(web: Web) -> None:
     assert "Too many attempts" in blocked.text
     web.clock.advance(15 * 60 + 1)  # the window has passed (and the first code expired meanwhile)
     fresh, _, _ = start_device(web)
+    sign_in(web, again=True)  # approving needs a sign-in of the last 15 minutes
+    csrf = csrf_of(web.client.get("/device"))
     assert web.client.post("/device", data={"csrf": csrf, "user_code": fresh.user_code}).status_code == 200
 
 

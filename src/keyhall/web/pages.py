@@ -240,8 +240,10 @@ class _Page:
         self._finish(response)
         return response
 
-    def to_login(self, next_url: str) -> Response:
-        return self.redirect("/login?" + urlencode({"next": next_url}))
+    def to_login(self, next_url: str, *, again: bool = False) -> Response:
+        """To the sign-in page, and back to ``next_url`` after it; ``again`` asks a signed-in person to sign
+        in once more (a step that needs a recent sign-in)."""
+        return self.redirect("/login?" + urlencode({"next": next_url, **({"again": "1"} if again else {})}))
 
     def _finish(self, response: Response) -> None:
         if self._new_pre_id is not None:
@@ -382,9 +384,15 @@ async def login(page: _Page) -> Response:
     """Step 1: user name and password."""
     if page.request.method == "GET":
         next_url = safe_next(page.request.query_params.get("next"))
-        if page.current is not None:
+        again = page.request.query_params.get("again") == "1"
+        if page.current is not None and not again:
             return page.redirect(_continue_to(next_url))
-        return page.render("login.html", next=next_url, user_name="")
+        return page.render(
+            "login.html",
+            next=next_url,
+            user_name=page.current.user.user_name if page.current else "",
+            notice=SIGN_IN_AGAIN if again else None,
+        )
     form = await page.form()
     next_url = safe_next(_field(form, "next", limit=2048))
     if not page.csrf_ok(form):
@@ -507,8 +515,25 @@ async def logout(page: _Page) -> Response:
 # ---- device verification (RFC 8628 §3.3, §5.1, §5.4) ------------------------------------------------
 
 
+def _device_url(user_code: str) -> str:
+    return "/device?" + urlencode({"user_code": _user_code_text(user_code)})
+
+
 def _user_code_text(value: str | None) -> str:
     return _USER_CODE_CHARS.sub("", value or "")[:16].upper()
+
+
+#: what the sign-in page says when a step needs a recent sign-in
+SIGN_IN_AGAIN = "Approving a device needs a recent sign-in. Sign in again to continue."
+
+
+def _signed_in_recently(page: _Page) -> bool:
+    """Approving a device code is what device-code phishing asks of its victim (RFC 8628 §5.4), so it needs
+    a recent sign-in, with MFA where the person has it (security.md §1.3 d), not just a live browser
+    session: a person signed in this morning is asked again this afternoon."""
+    assert page.current is not None
+    age = page.clock.timestamp() - page.current.session.auth_time
+    return age <= page.container.settings.device_approval_max_auth_age
 
 
 def _device_view(page: _Page, pending: device.PendingDevice) -> dict[str, Any]:
@@ -527,6 +552,8 @@ async def device_entry(page: _Page) -> Response:
     if page.current is None:
         return page.to_login(_this_url(page.request))
     if page.request.method == "GET":
+        if not _signed_in_recently(page):
+            return page.to_login(_this_url(page.request), again=True)
         return page.render(
             "device_entry.html", user_code=_user_code_text(page.request.query_params.get("user_code"))
         )
@@ -534,6 +561,8 @@ async def device_entry(page: _Page) -> Response:
     if not page.csrf_ok(form):
         return page.forbidden()
     typed = _field(form, "user_code", limit=64)
+    if not _signed_in_recently(page):
+        return page.to_login(_device_url(typed), again=True)
     ip = page.source_ip()
     container = page.container
 
@@ -584,6 +613,8 @@ async def device_confirm(page: _Page) -> Response:
     if decision not in ("approve", "deny"):
         return page.error("Choose Approve or Deny.")
     typed = _field(form, "user_code", limit=64)
+    if not _signed_in_recently(page):  # the page sat open past the limit: sign in, then compare again
+        return page.to_login(_device_url(typed), again=True)
     approve = decision == "approve"
     ip = page.source_ip()
     actor = page.actor()
