@@ -20,8 +20,8 @@ from keyhall.db.tables import audit_events
 from keyhall.directory.models import UserSpec
 from keyhall.errors import ServiceUnavailableError
 from keyhall.instance import create_instance
-from keyhall.oauth.tokens import issue_tokens
 from loops import loop_thread, run_async
+from minting import cli_access_token
 
 ONLY_POSTGRESQL = [d for d in DATABASES if d == "postgresql"]
 ONLY_SQLITE = [d for d in DATABASES if d == "sqlite"]
@@ -38,16 +38,7 @@ def token(container: Container, actor: Actor) -> str:
         role = c.access.create_permission_set(conn, actor, PermissionSetSpec("ReadOnly"))
         alice = c.directory.create_user(conn, actor, UserSpec("alice"))
         c.access.create_assignment(conn, actor, account.id, role.id, "USER", alice.id)
-        session, _ = c.sessions.create(conn, user_id=alice.id, kind="cli", lifetime_seconds=3600)
-        return issue_tokens(
-            conn,
-            c.clock,
-            session_id=session.id,
-            user_id=alice.id,
-            client_id="c",
-            scopes=[],
-            session_expires_at=session.expires_at,
-        ).access_token
+        return cli_access_token(c, conn, alice.id, lifetime=3600)[0]
 
 
 def _grc_records(container: Container) -> list[str]:

@@ -17,7 +17,8 @@ from keyhall.db.tables import audit_events
 from keyhall.directory.models import UserSpec
 from keyhall.errors import UnauthorizedError
 from keyhall.instance import create_instance
-from keyhall.oauth.tokens import issue_tokens
+from keyhall.oauth.tokens import issue_tokens, resolve_access_token
+from minting import cli_access_token
 
 CALLER = Actor(type="Anonymous", source_ip="192.0.2.1", user_agent="botocore/1.43", request_id="r-1")
 
@@ -134,3 +135,55 @@ def test_hot_path_agrees_with_the_core_queries(
         world["session"],
         "alice",
     )
+
+
+def test_hot_token_lookup_agrees_with_the_core_one_on_every_refusal(
+    container: Container, world: dict[str, str], actor: Actor, clock: FrozenClock
+) -> None:
+    """``hot_path.token_owner`` restates ``oauth.tokens.resolve_access_token`` for speed: both must accept
+    and refuse the same tokens, whatever ended them."""
+    c = container
+    fast = c.db.fast
+
+    def both(token: str) -> tuple[tuple[str, str, str] | None, tuple[str, str, str] | None]:
+        with c.db.read() as conn:
+            core = resolve_access_token(conn, clock, token)
+        with fast.read() as cursor:
+            raw = hot_path.token_owner(cursor, fast.is_sqlite, token, clock.timestamp())
+        return (
+            (core.user_id, core.session_id, core.user_name) if core else None,
+            (raw.user_id, raw.session_id, raw.user_name) if raw else None,
+        )
+
+    def new_token(user_id: str, lifetime: float = 8 * 3600) -> tuple[str, str]:
+        with c.db.write() as conn:
+            return cli_access_token(c, conn, user_id, lifetime=lifetime)
+
+    alive = world["token"]
+    core, raw = both(alive)
+    assert core == raw == (world["alice"], world["session"], "alice")
+    for forged in ("", "kh_at_", "kh_at_" + "A" * 43, "nope", "kh_at_" + "x" * 200, alive[:-1]):
+        assert both(forged) == (None, None), forged
+
+    logged_out, session_id = new_token(world["alice"])
+    with c.db.write() as conn:
+        c.sessions.revoke(conn, actor, session_id, reason="test")
+    assert both(logged_out) == (None, None)
+
+    short, _ = new_token(world["alice"], lifetime=60)  # the session ends before its 1-hour access token
+    assert both(short)[0] is not None and both(short)[0] == both(short)[1]
+    clock.advance(61)
+    assert both(short) == (None, None)
+    assert both(alive)[0] == both(alive)[1] is not None
+    clock.advance(3600)  # the access token itself has expired, its 8-hour session has not
+    assert both(alive) == (None, None)
+
+    later, _ = new_token(world["alice"])
+    with c.db.write() as conn:
+        c.directory.set_status(conn, actor, world["alice"], "DISABLED")
+    assert both(later) == (None, None)
+    with c.db.write() as conn:
+        c.directory.set_status(conn, actor, world["alice"], "ENABLED")
+    assert both(later) == (None, None)  # disabling ended her sessions: enabling does not bring them back
+    fresh, _ = new_token(world["alice"])
+    assert both(fresh)[0] == both(fresh)[1] is not None
