@@ -20,6 +20,7 @@ from keyhall.api.sts import StsDeps, handle_sts
 from keyhall.container import Container
 from keyhall.credentials.errors import InvalidAction as InvalidActionError
 from keyhall.db import migrate
+from keyhall.db.housekeeping import Housekeeper
 from keyhall.errors import KeyhallError
 from keyhall.logs import request_id_var
 from keyhall.protocols.errors import render_aws_json, render_rest_json
@@ -113,10 +114,14 @@ def create_app(container: Container) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # beside the requests: SQLite's WAL checkpoints, and deleting what has expired
+        housekeeper = Housekeeper(container.db, container.clock)
         container.db.start_background()
+        housekeeper.start()
         try:
             yield
         finally:
+            housekeeper.stop()
             container.db.stop_background()
 
     app = Starlette(

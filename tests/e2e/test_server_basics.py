@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from e2e.harness import RunningServer, run_keyhall
@@ -44,3 +46,20 @@ def test_serve_refuses_an_uninitialised_data_dir(tmp_path: object) -> None:
     result = run_keyhall(data_dir, f"sqlite:///{data_dir}/keyhall.db", "serve", "--port", "1", check=False)
     assert result.returncode == 1
     assert "master key" in result.stderr
+
+
+def test_purge_expired_runs_beside_the_server(server: RunningServer) -> None:
+    tables = {
+        "access_tokens",
+        "refresh_tokens",
+        "authorization_codes",
+        "device_authorizations",
+        "portal_sessions",
+        "oauth_clients",
+        "rate_limits",
+    }
+    deleted = json.loads(server.keyhall("purge-expired", "--json").stdout)
+    assert set(deleted) == tables and deleted == dict.fromkeys(tables, 0)  # a new instance: nothing yet
+    table = server.keyhall("purge-expired").stdout
+    assert "Expired rows deleted" in table and "access_tokens" in table
+    assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready"}  # the server carried on

@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("serve")(serve)
     app.command("migrate")(migrate_command)
+    app.command("purge-expired")(purge_expired_command)
 
 
 def _read_admin_password(password_env: str | None, prompt: bool) -> tuple[str, bool]:
@@ -181,3 +182,20 @@ def migrate_command(ctx: typer.Context) -> None:
     migrate.upgrade(container.db.engine)
     after = migrate.current_revision(container.db.engine)
     typer.echo(f"Schema at {after}" + (f" (was {before})" if before != after else " (already current)"))
+
+
+def purge_expired_command(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help="Print JSON to stdout instead of a table."),
+) -> None:
+    """Delete expired tokens, codes, device requests and registrations, sessions ended over a day ago and
+    old sign-in counters, now (a running server does it every 10 minutes; audit records are kept)."""
+    from keyhall.cli.output import print_json, print_table
+    from keyhall.db.housekeeping import purge_expired
+
+    container = state(ctx).container()
+    deleted = purge_expired(container.db, container.clock.timestamp())
+    if json_output:
+        print_json(deleted)
+        return
+    print_table("Expired rows deleted", ["table", "rows"], sorted(deleted.items()))
