@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,10 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page
 
-import keyhall.app
-import keyhall.container
 from dbs import DATABASES, drop_postgres, fresh_postgres
-from e2e.harness import KEYHALL, RunningServer, clean_env, free_port, run_keyhall, wait_ready
+from e2e.harness import RunningServer, serve_keyhall
 from keyhall.signin import totp
 
 CHROMIUM = "/usr/bin/chromium"
@@ -100,86 +96,8 @@ def no_csp_violations(csp_violations: list[str]) -> Iterator[None]:
 # ---- the server --------------------------------------------------------------------------------------
 
 
-def _app_mounts_portal() -> bool:
-    """Whether `keyhall serve` already serves the portal (app.py mounts portal_pages, the container has
-    the WebAuthn service). Until then the tests serve the same app with the portal routes put in front."""
-    app_source = Path(keyhall.app.__file__).read_text()
-    container_source = Path(keyhall.container.__file__).read_text()
-    return "portal_pages" in app_source and "webauthn" in container_source
-
-
-_PORTAL_APP = """
-from keyhall.asgi import create_from_env
-from keyhall.signin.webauthn import WebAuthnService
-from keyhall.web import portal_pages
-
-
-def create():
-    app = create_from_env()
-    container = app.state.container
-    container.webauthn = WebAuthnService.for_public_url(
-        container.clock, container.audit, container.settings.effective_public_url
-    )
-    app.router.routes[0:0] = portal_pages.routes
-    return app
-"""
-
-_GRANIAN = (
-    "import os\n"
-    "from granian.constants import Interfaces\n"
-    "from granian.server import Server\n"
-    "Server('kh_portal_app:create', address='127.0.0.1', port=int(os.environ['KEYHALL_PORT']),"
-    " interface=Interfaces.ASGI, workers=1, factory=True, log_access=False).serve()\n"
-)
-
-
 def _serve(root: Path, database_url: str) -> Iterator[RunningServer]:
-    data_dir = root / "keyhall-data"
-    init = run_keyhall(data_dir, database_url, "init", "--demo")
-    port = free_port()
-    url = f"http://localhost:{port}"
-    env = {
-        **clean_env(),
-        "KEYHALL_PUBLIC_URL": url,
-        "KEYHALL_DEVICE_POLL_INTERVAL": "1",  # quick `aws sso login` polling
-    }
-    if _app_mounts_portal():
-        command = [
-            KEYHALL,
-            "--data-dir",
-            str(data_dir),
-            "--database-url",
-            database_url,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--access-log",
-        ]
-    else:
-        (root / "kh_portal_app.py").write_text(_PORTAL_APP)
-        command = [sys.executable, "-c", _GRANIAN]
-        env |= {
-            "PYTHONPATH": str(root),
-            "KEYHALL_DATA_DIR": str(data_dir.resolve()),
-            "KEYHALL_DATABASE_URL": database_url,
-            "KEYHALL_HOST": "127.0.0.1",
-            "KEYHALL_PORT": str(port),
-        }
-    log = (root / "serve.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process)
-        yield RunningServer(url, data_dir, database_url, process, init.stdout, root / "serve.log")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    yield from serve_keyhall(root, database_url, public_host="localhost")
 
 
 @pytest.fixture(scope="module", params=BROWSER_DATABASES)

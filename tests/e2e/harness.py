@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +78,27 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
 
 
 def serve_keyhall(
-    root: Path, database_url: str, extra_env: dict[str, str] | None = None
+    root: Path,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    public_host: str | None = None,
+    before_serve: Sequence[Sequence[str]] = (),
 ) -> Iterator[RunningServer]:
-    """`keyhall init --demo`, then `keyhall serve` on a free port until the generator is closed."""
+    """`keyhall init --demo`, then each command of ``before_serve`` (e.g. `settings set …`), then
+    `keyhall serve` on a free port of 127.0.0.1 until the generator is closed. ``public_host`` makes the
+    server's public URL (and ``RunningServer.url``) ``http://<public_host>:<port>``: WebAuthn needs a
+    host name, not an address."""
     data_dir = root / "keyhall-data"
     init = run_keyhall(data_dir, database_url, "init", "--demo")
+    for command in before_serve:
+        run_keyhall(data_dir, database_url, *command)
     port = free_port()
+    local_url = f"http://127.0.0.1:{port}"
+    url = f"http://{public_host}:{port}" if public_host else local_url
+    env = {**clean_env(), "KEYHALL_DEVICE_POLL_INTERVAL": "1", **(extra_env or {})}  # quick CLI polling
+    if public_host:
+        env["KEYHALL_PUBLIC_URL"] = url
     log = (root / "serve.log").open("wb")
     process = subprocess.Popen(
         [
@@ -99,11 +114,10 @@ def serve_keyhall(
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**clean_env(), "KEYHALL_DEVICE_POLL_INTERVAL": "1", **(extra_env or {})},  # quick CLI polling
+        env=env,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process)
+        wait_ready(local_url, process)
         yield RunningServer(url, data_dir, database_url, process, init.stdout, root / "serve.log")
     finally:
         process.terminate()

@@ -136,6 +136,29 @@ def test_wrong_client_secret(container: Container, alice: tuple[str, str]) -> No
         )
 
 
+def test_a_refresh_marks_the_cli_session_as_seen(
+    container: Container, alice: tuple[str, str], clock: FrozenClock
+) -> None:
+    client = register(container)
+    started = container.oidc.start_device_authorization(
+        CLI, client_id=client[0], client_secret=client[1], start_url=None
+    )
+    approve(container, started.user_code, alice)
+    first = container.oidc.create_token(CLI, device_token(container, client, started.device_code))
+    with container.db.read() as conn:
+        session = resolve_access_token(conn, container.clock, first.access_token)
+        assert session is not None
+        signed_in = container.sessions.get(conn, session.session_id)
+    assert signed_in is not None and signed_in.last_seen_at == clock.timestamp()
+    clock.advance(50 * 60)
+    container.oidc.create_token(
+        CLI, CreateTokenRequest(client[0], client[1], REFRESH_GRANT, refresh_token=first.refresh_token)
+    )
+    with container.db.read() as conn:
+        seen = container.sessions.get(conn, session.session_id)
+    assert seen is not None and seen.last_seen_at == signed_in.last_seen_at + 50 * 60
+
+
 def test_refresh_rotates_and_reuse_revokes_the_family(container: Container, alice: tuple[str, str]) -> None:
     client = register(container)
     started = container.oidc.start_device_authorization(

@@ -258,6 +258,10 @@ class OidcService:
                     ),
                 )
             return InvalidGrant(outcome.refused)
+        # a CLI session is seen when it refreshes (about hourly): what the sessions page shows as its last
+        # activity; GetRoleCredentials does not write it, to keep the hot path to its one audit insert
+        if outcome.session_id is not None:
+            self._sessions.touch(conn, outcome.session_id)
         self._audit.record(
             conn,
             _as_user(conn, actor, outcome.user_id),
