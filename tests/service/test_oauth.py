@@ -25,7 +25,7 @@ from keyhall.oauth import codes, device
 from keyhall.oauth.clients import CODE_GRANT, DEVICE_GRANT, REFRESH_GRANT
 from keyhall.oauth.pkce import s256
 from keyhall.oauth.service import CreateTokenRequest
-from keyhall.oauth.tokens import resolve_access_token
+from keyhall.oauth.tokens import IssuedTokens, resolve_access_token
 
 CLI = Actor(type="Anonymous", source_ip="192.0.2.10", user_agent="aws-cli/2.9.19")
 VERIFIER = "v" * 64
@@ -58,6 +58,16 @@ def register(container: Container, **kwargs: object) -> tuple[str, str]:
 
 def device_token(container: Container, client: tuple[str, str], device_code: str) -> CreateTokenRequest:
     return CreateTokenRequest(client[0], client[1], DEVICE_GRANT, device_code=device_code)
+
+
+def signed_in_by_device(container: Container, alice: tuple[str, str]) -> tuple[tuple[str, str], IssuedTokens]:
+    """A client registered, its device request approved by alice, and the tokens it redeemed."""
+    client = register(container)
+    started = container.oidc.start_device_authorization(
+        CLI, client_id=client[0], client_secret=client[1], start_url=None
+    )
+    approve(container, started.user_code, alice)
+    return client, container.oidc.create_token(CLI, device_token(container, client, started.device_code))
 
 
 def approve(container: Container, user_code: str, alice: tuple[str, str], *, allow: bool = True) -> None:
@@ -139,12 +149,7 @@ def test_wrong_client_secret(container: Container, alice: tuple[str, str]) -> No
 def test_a_refresh_marks_the_cli_session_as_seen(
     container: Container, alice: tuple[str, str], clock: FrozenClock
 ) -> None:
-    client = register(container)
-    started = container.oidc.start_device_authorization(
-        CLI, client_id=client[0], client_secret=client[1], start_url=None
-    )
-    approve(container, started.user_code, alice)
-    first = container.oidc.create_token(CLI, device_token(container, client, started.device_code))
+    client, first = signed_in_by_device(container, alice)
     with container.db.read() as conn:
         session = resolve_access_token(conn, container.clock, first.access_token)
         assert session is not None
@@ -160,12 +165,7 @@ def test_a_refresh_marks_the_cli_session_as_seen(
 
 
 def test_refresh_rotates_and_reuse_revokes_the_family(container: Container, alice: tuple[str, str]) -> None:
-    client = register(container)
-    started = container.oidc.start_device_authorization(
-        CLI, client_id=client[0], client_secret=client[1], start_url=None
-    )
-    approve(container, started.user_code, alice)
-    first = container.oidc.create_token(CLI, device_token(container, client, started.device_code))
+    client, first = signed_in_by_device(container, alice)
     second = container.oidc.create_token(
         CLI, CreateTokenRequest(client[0], client[1], REFRESH_GRANT, refresh_token=first.refresh_token)
     )
@@ -189,12 +189,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(container: Container, alic
 def test_refresh_is_bounded_by_the_portal_session(
     container: Container, alice: tuple[str, str], clock: FrozenClock
 ) -> None:
-    client = register(container)
-    started = container.oidc.start_device_authorization(
-        CLI, client_id=client[0], client_secret=client[1], start_url=None
-    )
-    approve(container, started.user_code, alice)
-    tokens = container.oidc.create_token(CLI, device_token(container, client, started.device_code))
+    client, tokens = signed_in_by_device(container, alice)
     clock.advance(7.5 * 3600)
     refreshed = container.oidc.create_token(
         CLI, CreateTokenRequest(client[0], client[1], REFRESH_GRANT, refresh_token=tokens.refresh_token)
@@ -295,12 +290,7 @@ def test_registration_refuses_non_loopback_redirects(container: Container, alice
 
 
 def test_disabled_user_gets_no_tokens(container: Container, alice: tuple[str, str], actor: Actor) -> None:
-    client = register(container)
-    started = container.oidc.start_device_authorization(
-        CLI, client_id=client[0], client_secret=client[1], start_url=None
-    )
-    approve(container, started.user_code, alice)
-    tokens = container.oidc.create_token(CLI, device_token(container, client, started.device_code))
+    client, tokens = signed_in_by_device(container, alice)
     with container.db.write() as conn:
         container.directory.set_status(conn, actor, alice[0], "DISABLED")
         assert resolve_access_token(conn, container.clock, tokens.access_token) is None
