@@ -21,6 +21,7 @@ from keyhall.errors import KeyhallError, ValidationError
 from keyhall.protocols.errors import render_rest_json
 
 TOKEN_HEADER = "x-amz-sso_bearer_token"  # noqa: S105 (a header name, not a secret)
+TOKEN_HEADER_BYTES = TOKEN_HEADER.encode()  # as ASGI scopes carry header names: lower case bytes
 
 log = logging.getLogger("keyhall.portal")
 
@@ -101,7 +102,7 @@ def role_credentials_app(container: Container) -> ASGIApp:
             return
         token = agent = forwarded = None
         for name, value in scope["headers"]:
-            if name == b"x-amz-sso_bearer_token":
+            if name == TOKEN_HEADER_BYTES:
                 token = value.decode("latin-1")
             elif name == b"user-agent":
                 agent = value.decode("latin-1")

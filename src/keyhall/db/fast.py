@@ -172,7 +172,8 @@ class FastPath:
         self._local.connection = self._local.cursor = None
         if connection is not None:
             with self._readers_lock:
-                self._readers.remove(connection)
+                if connection in self._readers:  # dispose() may have taken it already
+                    self._readers.remove(connection)
             connection.invalidate()
 
     @contextmanager
