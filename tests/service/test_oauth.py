@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import select
 
@@ -144,6 +146,36 @@ def test_wrong_client_secret(container: Container, alice: tuple[str, str]) -> No
         container.oidc.start_device_authorization(
             CLI, client_id=client_id, client_secret="nope", start_url=None
         )
+
+
+def test_a_device_code_redeemed_elsewhere_is_recorded_and_warned_of(
+    container: Container, alice: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    def redeem(redeemer: Actor) -> dict[str, object]:
+        client = register(container)
+        started = container.oidc.start_device_authorization(
+            CLI, client_id=client[0], client_secret=client[1], start_url=None
+        )
+        approve(container, started.user_code, alice)
+        container.oidc.create_token(redeemer, device_token(container, client, started.device_code))
+        with container.db.read() as conn:
+            details = conn.execute(
+                select(audit_events.c.additional_data)
+                .where(audit_events.c.event_name == "CreateToken")
+                .order_by(audit_events.c.seq.desc())
+            ).first()
+        assert details is not None
+        return dict(details.additional_data)
+
+    with caplog.at_level(logging.WARNING, logger="keyhall.oauth"):
+        same = redeem(CLI)  # started and redeemed by the same machine: the normal case
+        assert not caplog.records
+        elsewhere = redeem(Actor(type="Anonymous", source_ip="203.0.113.66", user_agent="python-requests"))
+    assert same["RedeemedFromInitiatorIp"] is True
+    assert elsewhere["RedeemedFromInitiatorIp"] is False
+    assert elsewhere["DeviceInitiatorIp"] == "192.0.2.10" and elsewhere["DeviceApproverIp"] == "198.51.100.7"
+    (warning,) = caplog.records
+    assert "another address" in warning.getMessage() and warning.__dict__["redeemer_ip"] == "203.0.113.66"
 
 
 def test_a_refresh_marks_the_cli_session_as_seen(

@@ -100,6 +100,8 @@ class ApprovedDevice:
     id: str
     user_id: str
     approved_session_id: str | None
+    initiator_ip: str | None  # who started the request (StartDeviceAuthorization)
+    approver_ip: str | None  # who approved it in the browser
 
 
 def poll(conn: Connection, clock: Clock, *, client_id: str, device_code: str) -> ApprovedDevice | OAuthError:
@@ -125,7 +127,7 @@ def poll(conn: Connection, clock: Clock, *, client_id: str, device_code: str) ->
             .where(device_authorizations.c.id == row.id)
             .values(status="REDEEMED")
         )
-        return ApprovedDevice(row.id, row.user_id, row.approved_session_id)
+        return ApprovedDevice(row.id, row.user_id, row.approved_session_id, row.initiator_ip, row.approver_ip)
     too_soon = row.last_polled_at is not None and now - row.last_polled_at < row.interval
     values: dict[str, object] = {"last_polled_at": now}
     if too_soon:

@@ -7,6 +7,7 @@ the code) are committed first and raised after, so the protection sticks even th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -40,6 +41,7 @@ from keyhall.oauth.clients import (
 from keyhall.oauth.tokens import IssuedTokens, issue_tokens, rotate_refresh_token
 from keyhall.signin.sessions import PortalSession, SessionService
 
+log = logging.getLogger("keyhall.oauth")
 SOURCE = "sso-oauth.amazonaws.com"
 QUIET_ERRORS = (AuthorizationPending, SlowDown)  # every poll would otherwise write a record
 
@@ -197,6 +199,20 @@ class OidcService:
         approved = device.poll(conn, self._clock, client_id=client.id, device_code=request.device_code)
         if isinstance(approved, OAuthError):
             return approved
+        # device-code phishing redeems, on the attacker's machine, a code its victim approved; a code started
+        # on one address and redeemed from another is the mark of it (security.md §1.3 f): recorded, and a
+        # warning for whoever watches the logs
+        same_address = actor.source_ip == approved.initiator_ip
+        if not same_address:
+            log.warning(
+                "device code redeemed from another address than the one that started it",
+                extra={
+                    "device_authorization": approved.id,
+                    "client_id": client.id,
+                    "initiator_ip": approved.initiator_ip,
+                    "redeemer_ip": actor.source_ip,
+                },
+            )
         tokens, _ = self._new_cli_session(
             conn,
             actor,
@@ -205,6 +221,11 @@ class OidcService:
             parent_id=approved.approved_session_id,
             lifetime=lifetime,
             grant=DEVICE_GRANT,
+            audit_details={
+                "DeviceInitiatorIp": approved.initiator_ip,
+                "DeviceApproverIp": approved.approver_ip,
+                "RedeemedFromInitiatorIp": same_address,
+            },
         )
         return tokens
 
@@ -287,6 +308,7 @@ class OidcService:
         lifetime: float,
         grant: str,
         scopes: list[str] | None = None,
+        audit_details: dict[str, object] | None = None,
     ) -> tuple[IssuedTokens, str]:
 
         user = directory_store.get_user(conn, user_id)
@@ -323,7 +345,11 @@ class OidcService:
                 resource_type="Session",
                 resource_id=session.id,
                 request_parameters={"clientId": client.id, "grantType": grant},
-                additional_data={"SessionId": session.id, "ApprovingSessionId": parent_id},
+                additional_data={
+                    "SessionId": session.id,
+                    "ApprovingSessionId": parent_id,
+                    **(audit_details or {}),
+                },
             ),
         )
         return tokens, session.id
