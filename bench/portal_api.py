@@ -582,11 +582,14 @@ def grc_parts(
 
     def reads(i: int) -> None:
         token, account_id, role = lines[i % len(lines)]
-        with fast.reader() as cursor:
+
+        def lookup(cursor: Any) -> None:
             owner = hot_path.token_owner(cursor, fast.is_sqlite, token, clock.timestamp())
             assert owner is not None
             entitled = hot_path.entitlement(cursor, fast.is_sqlite, owner.user_id, account_id, name_key(role))
             assert entitled is not None
+
+        fast.run_read(lookup)
 
     def record(_i: int) -> hot_path.AuditRecord:
         event = AuditEvent(

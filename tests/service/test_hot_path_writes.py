@@ -132,9 +132,8 @@ def test_the_reader_connection_comes_back_after_the_database_drops_it(
         assert ended
         # the pool checks a connection before lending it, so the synchronous path never notices
         assert portal.get_role_credentials(CALLER, token, ACCOUNT, "ReadOnly")
-        with pytest.raises(ServiceUnavailableError):  # the loop thread's own connection fails once ...
-            on_the_loop()
-        assert on_the_loop()  # ... and is replaced
+        # the loop thread's own connection died too: it is replaced and the read run again, unnoticed
+        assert on_the_loop()
 
 
 def test_the_write_queue_is_shared_between_processes_and_reentrant(tmp_path: Path) -> None:

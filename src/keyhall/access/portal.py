@@ -19,6 +19,7 @@ from keyhall.audit.events import Actor, AuditEvent
 from keyhall.audit.writer import AuditWriter
 from keyhall.clock import Clock
 from keyhall.db.database import Database
+from keyhall.db.fast import Cursor
 from keyhall.db.tables import account_assignments, accounts, permission_sets
 from keyhall.directory.models import name_key
 from keyhall.errors import AccessDeniedError, KeyhallError, UnauthorizedError, ValidationError
@@ -242,13 +243,22 @@ class PortalService:
         instance_id = self._instance_id or self._load_instance_id()
         fast = self._db.fast
         now = self._clock.timestamp()
-        with fast.reader() if on_event_loop else fast.read() as cursor:
+
+        def lookup(cursor: Cursor) -> tuple[hot_path.TokenOwner | None, hot_path.Entitlement | None]:
             owner = hot_path.token_owner(cursor, fast.is_sqlite, access_token or "", now)
             if owner is None:
-                raise UnauthorizedError("Session token not found or invalid")
-            entitled = hot_path.entitlement(
+                return None, None
+            return owner, hot_path.entitlement(
                 cursor, fast.is_sqlite, owner.user_id, account_id, name_key(role_name)
             )
+
+        if on_event_loop:
+            owner, entitled = fast.run_read(lookup)
+        else:
+            with fast.read() as cursor:
+                owner, entitled = lookup(cursor)
+        if owner is None:
+            raise UnauthorizedError("Session token not found or invalid")
         if entitled is None:
             raise ForbiddenError("No access")
         issuer = self._issuers.get(entitled.account_kind)

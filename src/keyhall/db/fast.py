@@ -5,7 +5,7 @@ driver than through SQLAlchemy Core on SQLite (and 4.7x on PostgreSQL), and the 
 So the hot path keeps hand-written SQL here, in one place, while everything else uses Core. Statements are
 written once with ``?`` placeholders and translated to the driver's style at import.
 
-Reads go through ``reader()``: one connection per thread, kept open and in autocommit, so a read costs
+Reads go through ``run_read()``: one connection per thread, kept open and in autocommit, so a read costs
 one statement and no pool round trip. Writes go through ``write()``: a short transaction on a pooled
 connection. On SQLite, writers of every process queue on a lock file before ``BEGIN IMMEDIATE``: SQLite's
 own busy handler waits by sleeping (up to 100 ms a turn), which with two server workers put the p99 of
@@ -17,9 +17,9 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -27,6 +27,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from keyhall.db.group_commit import GroupCommitter, Row
 from keyhall.errors import ServiceUnavailableError
+
+T = TypeVar("T")
 
 
 class Cursor(Protocol):
@@ -123,21 +125,23 @@ class FastPath:
         self._readers_lock = threading.Lock()
         self._group = GroupCommitter(self.try_write_rows)
 
-    @contextmanager
-    def reader(self) -> Iterator[Cursor]:
-        """A cursor on this thread's own autocommit connection: each statement reads the latest committed
+    def run_read(self, work: Callable[[Cursor], T]) -> T:
+        """``work`` on this thread's own autocommit connection: each statement reads the latest committed
         data and holds no transaction open (so on SQLite it never holds back a WAL checkpoint).
 
         For event-loop threads, which live as long as the process: the connection stays checked out of
-        the engine's pool until ``dispose``. Other threads use ``read``."""
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self._open_reader()
-        try:
-            yield cursor
-        except self._driver_error as exc:
-            self._drop_reader()  # a broken connection (server restart): the next call opens another
-            raise ServiceUnavailableError("The database is unavailable") from exc
+        the engine's pool until ``dispose``; other threads use ``read``. A connection that has died since
+        its last use (a database restart, a firewall's idle timeout: the first request of the morning) is
+        replaced and ``work`` run once more, which is safe because it only reads."""
+        for attempt in (1, 2):
+            cursor = getattr(self._local, "cursor", None) or self._open_reader()
+            try:
+                return work(cursor)
+            except self._driver_error as exc:
+                self._drop_reader()
+                if attempt == 2:
+                    raise ServiceUnavailableError("The database is unavailable") from exc
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
