@@ -63,3 +63,24 @@ def test_purge_expired_runs_beside_the_server(server: RunningServer) -> None:
     table = server.keyhall("purge-expired").stdout
     assert "Expired rows deleted" in table and "access_tokens" in table
     assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready"}  # the server carried on
+
+
+def test_signing_keys_rotate_then_promote_from_the_cli(server: RunningServer) -> None:
+    def listed() -> list[dict[str, object]]:
+        return list(json.loads(server.keyhall("aws", "keys", "list", "--purpose", "oidc", "--json").stdout))
+
+    def kids(status: str) -> list[object]:
+        return [k["kid"] for k in listed() if k["status"] == status]
+
+    first = server.keyhall("aws", "keys", "rotate", "--purpose", "oidc").stdout  # none yet: it signs at once
+    (active,) = kids("active")
+    assert f"Created OIDC key {active} (active)" in first
+    rotated = server.keyhall("aws", "keys", "rotate", "--purpose", "oidc").stdout
+    (upcoming,) = kids("next")
+    assert f"Created OIDC key {upcoming} (next)" in rotated and "It is in the JWKS now" in rotated
+    assert {k["kid"] for k in listed() if k["published"]} == {active, upcoming}  # published before it signs
+    promoted = server.keyhall("aws", "keys", "promote", "--purpose", "oidc").stdout
+    assert f"OIDC key {upcoming} signs from now on." in promoted
+    assert kids("active") == [upcoming] and kids("next") == [] and kids("retired") == [active]
+    refused = server.keyhall("aws", "keys", "promote", "--purpose", "oidc", check=False)
+    assert refused.returncode == 1 and "no OIDC key to promote" in refused.stderr

@@ -98,8 +98,10 @@ class _Checked:
     now: float
 
 
-def _grc_event(request: IssueRequest) -> AuditEvent:
-    return AuditEvent(
+def grc_audit_event(request: IssueRequest, credentials: IssuedRoleCredentials | None = None) -> AuditEvent:
+    """The GetRoleCredentials audit record, whichever way the credentials were asked for (API or browser);
+    ``credentials`` once issued (their access key id, never a secret)."""
+    event = AuditEvent(
         SOURCE,
         "GetRoleCredentials",
         resource_type="Account",
@@ -107,6 +109,12 @@ def _grc_event(request: IssueRequest) -> AuditEvent:
         request_parameters={"accountId": request.account_id, "roleName": request.permission_set_name},
         additional_data={"SessionId": request.session_id, "PermissionSetId": request.permission_set_id},
     )
+    if credentials is not None:
+        event.response_elements = {
+            "accessKeyId": credentials.access_key_id,
+            "expiration": credentials.expiration,
+        }
+    return event
 
 
 class CredentialIssuer(Protocol):
@@ -243,14 +251,13 @@ class PortalService:
         instance_id = self._instance_id or self._load_instance_id()
         fast = self._db.fast
         now = self._clock.timestamp()
+        role_key = name_key(role_name)
 
         def lookup(cursor: Cursor) -> tuple[hot_path.TokenOwner | None, hot_path.Entitlement | None]:
             owner = hot_path.token_owner(cursor, fast.is_sqlite, access_token or "", now)
             if owner is None:
                 return None, None
-            return owner, hot_path.entitlement(
-                cursor, fast.is_sqlite, owner.user_id, account_id, name_key(role_name)
-            )
+            return owner, hot_path.entitlement(cursor, fast.is_sqlite, owner.user_id, account_id, role_key)
 
         if on_event_loop:
             owner, entitled = fast.run_read(lookup)
@@ -286,15 +293,11 @@ class PortalService:
             user_agent=actor.user_agent,
             request_id=actor.request_id,
         )
-        return _Checked(request, issuer, user, access_token or "", name_key(role_name), now)
+        return _Checked(request, issuer, user, access_token or "", role_key, now)
 
     def _mint(self, checked: _Checked) -> tuple[IssuedRoleCredentials, hot_path.AuditRecord]:
         credentials = checked.issuer.issue(checked.request, now=checked.now)
-        event = _grc_event(checked.request)
-        event.response_elements = {
-            "accessKeyId": credentials.access_key_id,
-            "expiration": credentials.expiration,
-        }
+        event = grc_audit_event(checked.request, credentials)
         return credentials, hot_path.audit_record(checked.user, event, checked.now)
 
     def _issue_outside_transaction(self, checked: _Checked) -> IssuedRoleCredentials:
@@ -303,7 +306,7 @@ class PortalService:
         have ended while STS answered) and writes the audit record; if that fails, the credentials are not
         returned. A refusal is audited too, with the upstream error code."""
         request, user = checked.request, checked.user
-        event = _grc_event(request)
+        event = grc_audit_event(request)
         fast = self._db.fast
         try:
             credentials = checked.issuer.issue(request, now=self._clock.timestamp())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -19,8 +20,11 @@ from keyhall.cli.output import print_fields, print_json, print_table, when
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from keyhall.audit.events import Actor
     from keyhall.container import Container
-    from keyhall.federation.keys import Purpose, SigningKeys
+    from keyhall.federation.keys import Purpose, SigningKey, SigningKeys
+
+    KeyChange = Callable[[SigningKeys, Connection, Actor, Purpose], SigningKey]
     from keyhall.federation.provisioning import (
         AccountPlan,
         FieldChange,
@@ -295,9 +299,8 @@ def keys_list(ctx: typer.Context, purpose: str | None = _PURPOSE, json_output: b
     )
 
 
-@keys_app.command("rotate")
-def keys_rotate(ctx: typer.Context, purpose: str | None = _PURPOSE) -> None:
-    """Create the next key; it is published at once but signs only after `keys promote`."""
+def _change_key(ctx: typer.Context, purpose: str | None, change: KeyChange) -> tuple[Purpose, SigningKey]:
+    """``SigningKeys.rotate`` or ``.promote`` for the chosen purpose, in one audited transaction."""
     from keyhall.errors import KeyhallError
 
     st = state(ctx)
@@ -306,9 +309,18 @@ def keys_rotate(ctx: typer.Context, purpose: str | None = _PURPOSE) -> None:
     keys = _signing_keys(c)
     try:
         with c.db.write() as conn:
-            key = keys.rotate(conn, st.actor, chosen)
+            key = change(keys, conn, st.actor, chosen)
     except KeyhallError as exc:
         fail_with(exc)
+    return chosen, key
+
+
+@keys_app.command("rotate")
+def keys_rotate(ctx: typer.Context, purpose: str | None = _PURPOSE) -> None:
+    """Create the next key; it is published at once but signs only after `keys promote`."""
+    from keyhall.federation.keys import SigningKeys
+
+    chosen, key = _change_key(ctx, purpose, SigningKeys.rotate)
     typer.echo(f"Created {chosen.upper()} key {key.kid} ({key.status}).")
     if key.status == "next" and chosen == "saml":
         typer.echo(
@@ -321,17 +333,9 @@ def keys_rotate(ctx: typer.Context, purpose: str | None = _PURPOSE) -> None:
 @keys_app.command("promote")
 def keys_promote(ctx: typer.Context, purpose: str | None = _PURPOSE) -> None:
     """Make the next key the one that signs; the old key stays published for the overlap period."""
-    from keyhall.errors import KeyhallError
+    from keyhall.federation.keys import SigningKeys
 
-    st = state(ctx)
-    c = st.container()
-    chosen = _purpose(c, purpose)
-    keys = _signing_keys(c)
-    try:
-        with c.db.write() as conn:
-            key = keys.promote(conn, st.actor, chosen)
-    except KeyhallError as exc:
-        fail_with(exc)
+    chosen, key = _change_key(ctx, purpose, SigningKeys.promote)
     typer.echo(f"{chosen.upper()} key {key.kid} signs from now on.")
 
 

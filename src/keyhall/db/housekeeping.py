@@ -28,6 +28,7 @@ from collections.abc import Callable
 from sqlalchemy import ColumnElement, Table, and_, delete, or_, select
 
 from keyhall.clock import Clock
+from keyhall.db.background import BackgroundThread
 from keyhall.db.database import Database
 from keyhall.db.tables import (
     access_tokens,
@@ -102,32 +103,19 @@ def purge_expired(db: Database, now: float) -> dict[str, int]:
     return deleted
 
 
-class Housekeeper:
+class Housekeeper(BackgroundThread):
     """Runs ``purge_expired`` on a thread of its own, every ``INTERVAL_SECONDS`` (the first run a random
     minute or so after start, so the workers of one host do not all start together)."""
 
     def __init__(self, db: Database, clock: Clock, *, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__("keyhall-housekeeping", self._run)
         self._db = db
         self._clock = clock
         self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="keyhall-housekeeping", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         wait = min(self._interval, 30 + random.uniform(0, 60))  # noqa: S311 (start-up jitter, not a secret)
-        while not self._stop.wait(wait):
+        while not stop.wait(wait):
             wait = self._interval
             try:
                 deleted = purge_expired(self._db, self._clock.timestamp())

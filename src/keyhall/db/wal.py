@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 
+from keyhall.db.background import BackgroundThread
 from keyhall.db.fast import WriteQueue
 
 log = logging.getLogger("keyhall.db")
@@ -29,31 +30,18 @@ INTERVAL_SECONDS = 0.5
 RESTART_FRAMES = 2_000
 
 
-class WalCheckpointer:
+class WalCheckpointer(BackgroundThread):
     def __init__(self, path: str, queue: WriteQueue, *, interval: float = INTERVAL_SECONDS) -> None:
+        super().__init__("keyhall-wal-checkpoint", self._run)
         self._path = path
         self._queue = queue
         self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="keyhall-wal-checkpoint", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             connection.execute("PRAGMA busy_timeout=100")
-            while not self._stop.wait(self._interval):
+            while not stop.wait(self._interval):
                 try:
                     self.checkpoint(connection)
                 except sqlite3.Error as exc:  # a busy or failing checkpoint is retried on the next turn

@@ -30,15 +30,13 @@ from starlette.routing import BaseRoute, Route
 from keyhall.access import store as access_store
 from keyhall.access.models import Account, PermissionSet
 from keyhall.access.portal import (
-    SOURCE as PORTAL_SOURCE,
-)
-from keyhall.access.portal import (
     CredentialIssuer,
     FederationNotConfiguredError,
     ForbiddenError,
     IssuedRoleCredentials,
     IssueRequest,
     PortalService,
+    grc_audit_event,
 )
 from keyhall.access.service import AccessService
 from keyhall.api import sso_portal
@@ -159,71 +157,72 @@ class AccessKeys:
     credentials: IssuedRoleCredentials
 
 
-def _issuer(portal: PortalService, kind: str) -> CredentialIssuer | None:
-    # the browser mints with exactly the issuers GetRoleCredentials uses
-    return portal.issuer_for(kind)
+@dataclass(frozen=True)
+class BrowserGrant:
+    """What a browser session may be issued for one role: checked, not yet minted."""
+
+    account: Account
+    user: User
+    request: IssueRequest
+    issuer: CredentialIssuer
 
 
-def issue_for_browser_session(
-    container: PortalContainer,
-    conn: Connection,
-    actor: Actor,
-    session: PortalSession,
-    account_id: str,
-    role_name: str,
-) -> AccessKeys:
-    """GetRoleCredentials for a browser session instead of a bearer token: the same checks (session alive,
-    user enabled, account active, assignment now), the same issuer and the same audit record, in one
-    transaction. The credentials belong to the browser session, so signing it out stops them at
-    Keyhall's STS, as for the CLI."""
+def browser_grant(
+    container: PortalContainer, conn: Connection, session: PortalSession, account_id: str, role_name: str
+) -> BrowserGrant:
+    """GetRoleCredentials' checks for a browser session instead of a bearer token: session alive, user
+    enabled, account active, assignment now; and the issuer GetRoleCredentials uses for the account."""
     if not is_account_id(account_id):
         raise ValidationError("account_id must be a 12-digit account id")
     if not role_name or len(role_name) > 32:
         raise ValidationError("role_name must name a permission set")
-    now = container.clock.timestamp()
     current = container.sessions.get(conn, session.id)
     user = directory_store.get_user(conn, session.user_id)
-    if current is None or not current.active(now) or user is None or not user.enabled:
+    if current is None or not current.active(container.clock.timestamp()) or user is None or not user.enabled:
         raise UnauthorizedError("Your sign-in has ended. Sign in again.")
     permission_set = access_store.entitled_permission_set(conn, user.id, account_id, name_key(role_name))
     account = access_store.get_account(conn, account_id)
     if permission_set is None or account is None:
         raise ForbiddenError("No access")
-    issuer = _issuer(container.portal, account.kind)
+    issuer = container.portal.issuer_for(account.kind)
     if issuer is None:
         raise FederationNotConfiguredError(
             f"Account {account_id} is a real AWS account and federation is not configured on this instance"
         )
-    credentials = issuer.issue(
-        IssueRequest(
-            instance_id=require_instance(conn).id,
-            account_id=account_id,
-            permission_set_id=permission_set.id,
-            permission_set_name=permission_set.name,
-            user_id=user.id,
-            user_name=user.user_name,
-            session_id=session.id,
-            duration_seconds=permission_set.session_seconds,
-        ),
-        now=now,
+    request = IssueRequest(
+        instance_id=require_instance(conn).id,
+        account_id=account_id,
+        permission_set_id=permission_set.id,
+        permission_set_name=permission_set.name,
+        user_id=user.id,
+        user_name=user.user_name,
+        session_id=session.id,
+        duration_seconds=permission_set.session_seconds,
+        account_kind=account.kind,
     )
-    container.audit.record(
-        conn,
-        _as_user(actor, user),
-        AuditEvent(
-            PORTAL_SOURCE,
-            "GetRoleCredentials",
-            resource_type="Account",
-            resource_id=account_id,
-            request_parameters={"accountId": account_id, "roleName": permission_set.name},
-            response_elements={
-                "accessKeyId": credentials.access_key_id,
-                "expiration": credentials.expiration,
-            },
-            additional_data={"SessionId": session.id, "PermissionSetId": permission_set.id},
-        ),
-    )
-    return AccessKeys(account, permission_set.name, credentials)
+    return BrowserGrant(account, user, request, issuer)
+
+
+def issue_for_browser_session(
+    container: PortalContainer, actor: Actor, session: PortalSession, account_id: str, role_name: str
+) -> AccessKeys | None:
+    """GetRoleCredentials for a browser session: the checks, then minting outside any transaction (for a
+    real AWS account the issuer calls AWS STS, which must never hold SQLite's write lock), then the checks
+    again (the session or the assignment may have ended meanwhile) with the same audit record as the API
+    writes, in one transaction. None when the person must enrol MFA first. The credentials belong to the
+    browser session, so signing it out stops them at Keyhall's STS, as for the CLI."""
+    with container.db.read() as conn:
+        if mfa_missing(container, conn, session.user_id):
+            return None
+        grant = browser_grant(container, conn, session, account_id, role_name)
+    credentials = grant.issuer.issue(grant.request, now=container.clock.timestamp())
+    with container.db.write() as conn:
+        again = browser_grant(container, conn, session, account_id, role_name)
+        if again.request.permission_set_id != grant.request.permission_set_id:
+            raise ForbiddenError("No access")
+        event = grc_audit_event(grant.request, credentials)
+        container.audit.record(conn, _as_user(actor, grant.user), event)
+    return AccessKeys(grant.account, grant.request.permission_set_name, credentials)
 
 
 def reauthenticate(
@@ -551,14 +550,10 @@ async def access_keys(page: Page) -> Response:
     container = _container(page)
     actor = page.actor()
 
-    def work() -> AccessKeys | None:
-        with container.db.write() as conn:
-            if mfa_missing(container, conn, signed.user.id):
-                return None
-            return issue_for_browser_session(container, conn, actor, signed.session, account_id, role_name)
-
     try:
-        keys = await run_in_threadpool(work)
+        keys = await run_in_threadpool(
+            issue_for_browser_session, container, actor, signed.session, account_id, role_name
+        )
     except ForbiddenError:
         return page.error("You do not have access to that role in that account.", status=403)
     if keys is None:
